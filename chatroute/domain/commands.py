@@ -1,0 +1,129 @@
+"""One command per inbound event type; field names are the wire contract's ``data`` fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RespondentUpdated:
+    respondent: str
+    groups: list[str]
+    slots: int
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class RespondentStatus:
+    respondent: str
+    status: str
+
+
+@dataclass(frozen=True)
+class RuleUpdated:
+    rule: str
+    group: str
+    priority: int
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RuleDeleted:
+    rule: str
+
+
+@dataclass(frozen=True)
+class TenantUpdated:
+    reassign_after_s: int | None = None
+    commission: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ConversationStarted:
+    conversation: str
+    visitor: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessagePosted:
+    conversation: str
+    author: str
+    respondent: str | None = None
+
+
+@dataclass(frozen=True)
+class VisitorPresence:
+    conversation: str
+    online: bool
+
+
+@dataclass(frozen=True)
+class ConversationTransferred:
+    conversation: str
+    respondent: str
+    to_respondent: str | None = None
+    to_group: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationSnoozed:
+    conversation: str
+    respondent: str
+    until: datetime | None = None
+    keep: bool = True
+
+
+@dataclass(frozen=True)
+class ConversationClosed:
+    conversation: str
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationRated:
+    conversation: str
+    score: int
+
+
+@dataclass(frozen=True)
+class ConversationSale:
+    conversation: str
+    amount: float
+    currency: str | None = None
+
+
+Command = (
+    RespondentUpdated
+    | RespondentStatus
+    | RuleUpdated
+    | RuleDeleted
+    | TenantUpdated
+    | ConversationStarted
+    | MessagePosted
+    | VisitorPresence
+    | ConversationTransferred
+    | ConversationSnoozed
+    | ConversationClosed
+    | ConversationRated
+    | ConversationSale
+)
+
+COMMANDS: dict[str, type[Command]] = {
+    "respondent.updated": RespondentUpdated,
+    "respondent.status": RespondentStatus,
+    "rule.updated": RuleUpdated,
+    "rule.deleted": RuleDeleted,
+    "tenant.updated": TenantUpdated,
+    "conversation.started": ConversationStarted,
+    "message.posted": MessagePosted,
+    "visitor.presence": VisitorPresence,
+    "conversation.transferred": ConversationTransferred,
+    "conversation.snoozed": ConversationSnoozed,
+    "conversation.closed": ConversationClosed,
+    "conversation.rated": ConversationRated,
+    "conversation.sale": ConversationSale,
+}
