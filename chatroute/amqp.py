@@ -1,0 +1,29 @@
+"""Every AMQP name of the contract, the topology declaration, and connections (pika)."""
+
+from __future__ import annotations
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+EVENTS_EXCHANGE = "chat.events"
+DECISIONS_EXCHANGE = "chat.decisions"
+REJECTED_QUEUE = "chat.events.rejected"
+# Bound to chat.events with "#"; a single active consumer keeps arrival order.
+GATEWAY_QUEUE = "chat.gateway"
+EVENT_CONTENT_TYPE = "application/cloudevents+json"
+
+
+def connect(url: str) -> pika.BlockingConnection:
+    params = pika.URLParameters(url)
+    params.heartbeat = 30
+    params.blocked_connection_timeout = 60
+    return pika.BlockingConnection(params)
+
+
+def declare_topology(channel: BlockingChannel) -> None:
+    """Declare the contract's exchanges and queues (idempotent)."""
+    channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
+    channel.exchange_declare(DECISIONS_EXCHANGE, exchange_type="topic", durable=True)
+    channel.queue_declare(GATEWAY_QUEUE, durable=True, arguments={"x-single-active-consumer": True})
+    channel.queue_bind(GATEWAY_QUEUE, EVENTS_EXCHANGE, routing_key="#")
+    channel.queue_declare(REJECTED_QUEUE, durable=True)

@@ -1,0 +1,58 @@
+"""One bootstrap builds the engine, sessions and clock, per process and after any fork."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from chatroute import logs
+from chatroute.clock import Clock, SystemClock
+from chatroute.settings import Settings
+from chatroute.store import db
+from chatroute.store.mapping import start_mappers
+from chatroute.store.view import sync_memberships
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = False) -> Runtime:
+    """Connect lazily to ``settings.database_url``; ``migrate`` brings the schema up first."""
+    start_mappers()
+    engine = db.make_engine(settings.database_url)
+    if migrate:
+        db.migrate(engine)
+    sessions = db.session_factory(engine)
+    event.listen(sessions, "before_flush", sync_memberships)
+    return Runtime(settings, engine, sessions, clock or SystemClock())
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make ``runtime`` the process's runtime (the CLI and tests choose theirs explicitly)."""
+    global _current
+    with _lock:
+        _current = runtime
+    return runtime
+
+
+def runtime() -> Runtime:
+    """The process's runtime, built from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            settings = Settings.from_env()
+            logs.configure(settings.log_level)
+            _current = build(settings)
+        return _current

@@ -1,0 +1,197 @@
+"""``chatroute``: replay, stats, gateway, publish, worker, sweeper, migrate. Thin: parse
+arguments, build the runtime, call the services."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from chatroute import bootstrap, logs
+from chatroute.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if getattr(args, "db", None):
+        settings = settings.with_(database_url=args.db)
+    if getattr(args, "amqp", None):
+        settings = settings.with_(amqp_url=args.amqp)
+    logs.configure(settings.log_level)
+    return int(args.run(args, settings) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatroute", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    replay = sub.add_parser("replay", help="run events through the workers on a virtual clock")
+    replay.add_argument("events", type=Path, help="a JSON-lines file of events")
+    replay.add_argument("--db", help="database URL (default $CHATROUTE_DATABASE_URL)")
+    replay.add_argument("--until", type=_time, help="fire timers due by this time at the end")
+    replay.set_defaults(run=_replay)
+
+    stats = sub.add_parser("stats", help="per-respondent statistics")
+    stats.add_argument("--db")
+    stats.add_argument("--tenant")
+    stats.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    stats.set_defaults(run=_stats)
+
+    gateway = sub.add_parser("gateway", help="consume chat.events and relay decisions")
+    gateway.add_argument("--db")
+    gateway.add_argument("--amqp", help="AMQP URL (default $CHATROUTE_AMQP_URL)")
+    gateway.set_defaults(run=_gateway)
+
+    publish = sub.add_parser("publish", help="publish a JSON-lines file of events")
+    publish.add_argument("events", type=Path)
+    publish.add_argument("--amqp", required=True)
+    publish.set_defaults(run=_publish)
+
+    worker = sub.add_parser("worker", help="run routing worker processes, restarted when they die")
+    worker.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    worker.add_argument("--threads", type=int, default=4)
+    worker.set_defaults(run=_worker)
+
+    sweeper = sub.add_parser("sweeper", help="nudge tenants with due timers or waiting events")
+    sweeper.add_argument("--db")
+    sweeper.add_argument("--amqp")
+    sweeper.set_defaults(run=_sweeper)
+
+    health = sub.add_parser("health", help="exit 0 when the database and broker answer")
+    health.add_argument("--role", choices=["gateway", "worker", "sweeper"], default="worker")
+    health.set_defaults(run=_health)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--db")
+    migrate.set_defaults(run=_migrate)
+    return parser
+
+
+def _time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no time zone (use ...Z)")
+    return moment
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.replay import replay
+
+    if not args.events.exists():
+        print(f"chatroute replay: no such file: {args.events}", file=sys.stderr)
+        return 2
+    with args.events.open("rb") as lines:
+        replay(settings, lines, sys.stdout, until=args.until)
+    return 0
+
+
+def _stats(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.stats import render_table, respondent_rows
+
+    rt = bootstrap.build(settings, migrate=True)
+    rows = respondent_rows(rt, args.tenant)
+    print(json.dumps(rows, indent=2) if args.json else render_table(rows))
+    return 0
+
+
+def _require_amqp(settings: Settings, command: str) -> str:
+    if not settings.amqp_url:
+        raise SystemExit(f"chatroute {command}: set --amqp or CHATROUTE_AMQP_URL")
+    return settings.amqp_url
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    amqp_url = _require_amqp(settings, "gateway")
+    from workers import broker
+
+    broker.install(settings)
+    from workers import gateway, routing
+
+    rt = bootstrap.install(bootstrap.build(settings, migrate=True))
+    stop = _stop_on_signals()
+    publisher = gateway.AmqpPublisher(amqp_url)
+    relay = threading.Thread(target=gateway.relay, args=(rt, publisher, stop), daemon=True)
+    relay.start()
+    gateway.Gateway(rt, amqp_url, routing.apply_tenant.send).run(stop)
+    relay.join(timeout=5)
+    return 0
+
+
+def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
+    _require_amqp(settings, "sweeper")
+    from workers import broker
+
+    broker.install(settings)
+    from workers import routing, timers
+
+    rt = bootstrap.install(bootstrap.build(settings))
+    timers.run(rt, routing.apply_tenant.send, _stop_on_signals())
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.publish import publish_file
+
+    count = publish_file(args.events, _require_amqp(settings, "publish"))
+    print(f"published {count} events to chat.events", file=sys.stderr)
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``dramatiq workers.main``; it stops every process when one dies, so restart it."""
+    _require_amqp(settings, "worker")
+    command = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.main",
+        "--processes",
+        str(args.processes),
+        "--threads",
+        str(args.threads),
+    ]
+    stop = _stop_on_signals()
+    while not stop.is_set():
+        child = subprocess.Popen(command)
+        while child.poll() is None and not stop.wait(0.5):
+            pass
+        if stop.is_set():
+            child.send_signal(signal.SIGTERM)
+            return child.wait()
+        print(f"chatroute worker: workers exited ({child.returncode}); restarting", file=sys.stderr)
+        stop.wait(1.0)
+    return 0
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.health import check
+
+    report = check(settings)
+    print(json.dumps({"role": args.role, **report}))
+    return 0 if all(report.values()) else 1
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    bootstrap.build(settings, migrate=True)
+    print("database at the newest migration", file=sys.stderr)
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,452 @@
+"""The conversation state machine: ``handle`` applies a command, ``fire`` a due timer.
+
+Each handler checks everything first and raises ``Rejected`` before any change, then
+mutates through the ``TenantView`` and returns the decisions in the order taken.
+Sections named in docstrings are those of docs/semantics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from chatroute.domain import routing
+from chatroute.domain.commands import (
+    Command,
+    ConversationClosed,
+    ConversationRated,
+    ConversationSale,
+    ConversationSnoozed,
+    ConversationStarted,
+    ConversationTransferred,
+    MessagePosted,
+    RespondentStatus,
+    RespondentUpdated,
+    RuleDeleted,
+    RuleUpdated,
+    TenantUpdated,
+    VisitorPresence,
+)
+from chatroute.domain.model import (
+    AVAILABLE,
+    UNAVAILABLE,
+    Conversation,
+    Decision,
+    Respondent,
+    Rule,
+    State,
+    Timer,
+    TimerKind,
+    TimerState,
+)
+from chatroute.domain.ports import TenantView
+from chatroute.errors import Rejected, UnknownConversation
+
+Handler = Callable[[TenantView, Any, datetime], list[Decision]]
+
+COMMISSION_MODES = ("percent", "per_contact")
+AUTHORS = ("visitor", "respondent")
+
+
+def handle(view: TenantView, command: Command, now: datetime) -> list[Decision]:
+    """Apply ``command`` at ``now``; raises ``Rejected`` (state untouched) when refused."""
+    return _HANDLERS[type(command)](view, command, now)
+
+
+def fire(view: TenantView, timer: Timer, now: datetime) -> list[Decision]:
+    """Fire an armed ``timer`` (``now`` is its due time); a stale one only gets marked fired."""
+    if timer.state != TimerState.ARMED:
+        return []
+    timer.state = TimerState.FIRED
+    conversation = view.conversation(timer.conversation_id)
+    if conversation is None:
+        return []
+    return _TIMERS[timer.kind](view, conversation, timer, now)
+
+
+def fire_due(view: TenantView, upto: datetime) -> list[Decision]:
+    """Fire every timer due at or before ``upto`` in (due, timer id) order, each at its due."""
+    decisions: list[Decision] = []
+    while timers := view.due_timers(upto):
+        decisions += fire(view, timers[0], timers[0].due)
+    return decisions
+
+
+# lookups and checks (they raise before any change)
+
+
+def _conversation(view: TenantView, conversation_id: str) -> Conversation:
+    conversation = view.conversation(conversation_id)
+    if conversation is None:
+        raise UnknownConversation(conversation_id)
+    return conversation
+
+
+def _open_conversation(view: TenantView, conversation_id: str) -> Conversation:
+    conversation = _conversation(view, conversation_id)
+    if conversation.state == State.CLOSED:
+        raise Rejected(f"conversation {conversation_id!r} is closed")
+    return conversation
+
+
+def _respondent(view: TenantView, respondent_id: str) -> Respondent:
+    respondent = view.respondent(respondent_id)
+    if respondent is None:
+        raise Rejected(f"unknown respondent {respondent_id!r}")
+    return respondent
+
+
+def _check_holder(conversation: Conversation, respondent_id: str, states: tuple[str, ...]) -> None:
+    if conversation.state not in states or conversation.respondent != respondent_id:
+        cid = conversation.conversation_id
+        raise Rejected(f"respondent {respondent_id!r} does not hold conversation {cid!r}")
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise Rejected(f"unknown {what} {value!r}")
+
+
+def _group(conversation: Conversation) -> str:
+    # Only unrouted conversations lack a group, and they are never held, queued or snoozed.
+    assert conversation.group is not None, conversation.conversation_id
+    return conversation.group
+
+
+# configuration events
+
+
+def _respondent_updated(view: TenantView, cmd: RespondentUpdated, now: datetime) -> list[Decision]:
+    respondent = view.respondent(cmd.respondent)
+    if respondent is None:
+        respondent = Respondent(view.tenant, cmd.respondent, [], 0)
+        view.add_respondent(respondent)
+    respondent.groups = list(cmd.groups)
+    respondent.slots = cmd.slots
+    respondent.name = cmd.name
+    return routing.serve(view, cmd.respondent, now)
+
+
+def _respondent_status(view: TenantView, cmd: RespondentStatus, now: datetime) -> list[Decision]:
+    respondent = _respondent(view, cmd.respondent)
+    _check_choice(cmd.status, (AVAILABLE, UNAVAILABLE), "status")
+    if respondent.status == cmd.status:
+        return []
+    respondent.status = cmd.status
+    if cmd.status == AVAILABLE:
+        return _came_back(view, respondent, now)
+    _arm_reassignments(view, respondent, now)
+    return []
+
+
+def _came_back(view: TenantView, respondent: Respondent, now: datetime) -> list[Decision]:
+    for conversation in view.held_by(respondent.respondent_id, State.ASSIGNED):
+        routing.cancel_timers(view, conversation.conversation_id, TimerKind.REASSIGN)
+    return routing.serve(view, respondent.respondent_id, now)
+
+
+def _arm_reassignments(view: TenantView, respondent: Respondent, now: datetime) -> None:
+    due = now + timedelta(seconds=view.settings().reassign_after_s)
+    held = view.held_by(respondent.respondent_id, State.ASSIGNED)
+    for conversation in sorted(held, key=lambda c: c.conversation_id):
+        cid = conversation.conversation_id
+        routing.arm_timer(view, TimerKind.REASSIGN, cid, respondent.respondent_id, due)
+
+
+def _rule_updated(view: TenantView, cmd: RuleUpdated, now: datetime) -> list[Decision]:
+    rule = view.rule(cmd.rule)
+    if rule is None:
+        view.add_rule(Rule(view.tenant, cmd.rule, cmd.group, cmd.priority, list(cmd.conditions)))
+        return []
+    rule.group, rule.priority, rule.conditions = cmd.group, cmd.priority, list(cmd.conditions)
+    return []
+
+
+def _rule_deleted(view: TenantView, cmd: RuleDeleted, now: datetime) -> list[Decision]:
+    rule = view.rule(cmd.rule)
+    if rule is None:
+        raise Rejected(f"unknown rule {cmd.rule!r}")
+    view.remove_rule(rule)
+    return []
+
+
+def _tenant_updated(view: TenantView, cmd: TenantUpdated, now: datetime) -> list[Decision]:
+    commission = cmd.commission or {}
+    if "mode" in commission:
+        _check_choice(commission["mode"], COMMISSION_MODES, "commission mode")
+    settings = view.settings()
+    if cmd.reassign_after_s is not None:
+        settings.reassign_after_s = cmd.reassign_after_s
+    settings.commission_mode = commission.get("mode", settings.commission_mode)
+    settings.commission_rate = commission.get("rate", settings.commission_rate)
+    settings.commission_amount = commission.get("amount", settings.commission_amount)
+    return []
+
+
+# conversations
+
+
+def _started(view: TenantView, cmd: ConversationStarted, now: datetime) -> list[Decision]:
+    if view.conversation(cmd.conversation) is not None:
+        raise Rejected(f"conversation {cmd.conversation!r} already exists")
+    conversation = Conversation(
+        view.tenant, cmd.conversation, cmd.visitor, dict(cmd.attributes), started_at=now
+    )
+    view.add_conversation(conversation)
+    group = routing.route_group(view.rules(), conversation.attributes)
+    if group is None:
+        reason = {"conversation": cmd.conversation, "reason": "no rule matched"}
+        return [Decision("conversation.unrouted", reason)]
+    return routing.route_in_group(view, conversation, group, now, "new")
+
+
+def _message(view: TenantView, cmd: MessagePosted, now: datetime) -> list[Decision]:
+    conversation = _open_conversation(view, cmd.conversation)
+    _check_choice(cmd.author, AUTHORS, "author")
+    if cmd.author == "respondent":
+        return _respondent_message(view, conversation, cmd.respondent, now)
+    if conversation.state == State.SNOOZED:
+        return _wake(view, conversation, now, "visitor_reply")
+    return []
+
+
+def _respondent_message(
+    view: TenantView, conversation: Conversation, respondent_id: str | None, now: datetime
+) -> list[Decision]:
+    contact = routing.open_contact(view, conversation.conversation_id)
+    if contact is not None and contact.respondent == respondent_id and not contact.answered:
+        contact.answered = True
+        contact.first_response_at = now
+    if conversation.visitor_online:
+        return []
+    conversation.unread += 1
+    notify = {"conversation": conversation.conversation_id, "unread": conversation.unread}
+    return [Decision("visitor.notify", notify)]
+
+
+def _presence(view: TenantView, cmd: VisitorPresence, now: datetime) -> list[Decision]:
+    conversation = _conversation(view, cmd.conversation)
+    conversation.visitor_online = cmd.online
+    if cmd.online:
+        conversation.unread = 0
+    return []
+
+
+def _rated(view: TenantView, cmd: ConversationRated, now: datetime) -> list[Decision]:
+    conversation = _conversation(view, cmd.conversation)
+    if not 1 <= cmd.score <= 5:
+        raise Rejected(f"score {cmd.score!r} is not between 1 and 5")
+    conversation.rating = cmd.score
+    return []
+
+
+def _sale(view: TenantView, cmd: ConversationSale, now: datetime) -> list[Decision]:
+    conversation = _conversation(view, cmd.conversation)
+    if cmd.amount < 0:
+        raise Rejected(f"sale amount {cmd.amount!r} is negative")
+    conversation.sales += cmd.amount
+    return []
+
+
+# transfer
+
+
+def _transferred(view: TenantView, cmd: ConversationTransferred, now: datetime) -> list[Decision]:
+    conversation = _open_conversation(view, cmd.conversation)
+    _check_holder(conversation, cmd.respondent, (State.ASSIGNED,))
+    holder = _respondent(view, cmd.respondent)
+    target = _transfer_target(view, cmd)
+    _release(view, conversation, holder, now, routing.TRANSFER)
+    if isinstance(target, Respondent):
+        return _to_respondent(view, conversation, cmd, target, now)
+    return _to_group(view, conversation, cmd, target, now)
+
+
+def _transfer_target(view: TenantView, cmd: ConversationTransferred) -> Respondent | str:
+    if (cmd.to_respondent is None) == (cmd.to_group is None):
+        raise Rejected("exactly one of to_respondent and to_group is required")
+    if cmd.to_group is not None:
+        if not view.group_exists(cmd.to_group):
+            raise Rejected(f"unknown group {cmd.to_group!r}")
+        return cmd.to_group
+    target = _respondent(view, cmd.to_respondent or "")
+    if target.respondent_id == cmd.respondent:
+        raise Rejected("cannot transfer to oneself")
+    return target
+
+
+def _release(
+    view: TenantView, conversation: Conversation, holder: Respondent, now: datetime, reason: str
+) -> None:
+    """The holder lets an assigned conversation go: their contact ends, their slot frees."""
+    holder.load -= 1
+    routing.cancel_timers(view, conversation.conversation_id, TimerKind.REASSIGN)
+    routing.end_contact(view, conversation, now, reason)
+
+
+def _to_respondent(
+    view: TenantView,
+    conversation: Conversation,
+    cmd: ConversationTransferred,
+    target: Respondent,
+    now: datetime,
+) -> list[Decision]:
+    group = _group(conversation)
+    if group not in target.groups and target.groups:
+        group = target.groups[0]
+    note = {"comment": cmd.comment, "from_respondent": cmd.respondent}
+    placed = routing.assign_or_hold(
+        view, conversation, target, group, now, routing.TRANSFER, **note
+    )
+    return [placed, *routing.serve(view, cmd.respondent, now)]
+
+
+def _to_group(
+    view: TenantView,
+    conversation: Conversation,
+    cmd: ConversationTransferred,
+    group: str,
+    now: datetime,
+) -> list[Decision]:
+    # The holder's slot is served first so that older queued conversations go first.
+    served = routing.serve(view, cmd.respondent, now)
+    note = {"comment": cmd.comment, "from_respondent": cmd.respondent}
+    routed = routing.route_in_group(
+        view, conversation, group, now, routing.TRANSFER, prefer_not=cmd.respondent, **note
+    )
+    return served + routed
+
+
+# snooze and wake
+
+
+def _snoozed(view: TenantView, cmd: ConversationSnoozed, now: datetime) -> list[Decision]:
+    conversation = _open_conversation(view, cmd.conversation)
+    _check_holder(conversation, cmd.respondent, (State.ASSIGNED, State.SNOOZED))
+    holder = _slot_holder(view, conversation)
+    if holder is not None:
+        holder.load -= 1
+    cid = conversation.conversation_id
+    routing.cancel_timers(view, cid)  # its reassignment and any earlier wake
+    conversation.state = State.SNOOZED
+    conversation.snooze_until, conversation.snooze_keep = cmd.until, cmd.keep
+    contact = routing.open_contact(view, cid)
+    if contact is not None:
+        contact.snoozes += 1
+    data = {"conversation": cid, "respondent": cmd.respondent, "until": cmd.until}
+    decision = Decision("conversation.snoozed", data | {"keep": cmd.keep})
+    if cmd.until is not None:
+        routing.arm_timer(view, TimerKind.WAKE, cid, cmd.respondent, cmd.until)
+    return [decision]
+
+
+def _wake(
+    view: TenantView, conversation: Conversation, now: datetime, cause: str
+) -> list[Decision]:
+    """Wake a snoozed conversation: back to the snoozer with keep, else routed in its group."""
+    routing.cancel_timers(view, conversation.conversation_id, TimerKind.WAKE)
+    snoozer = conversation.respondent or ""
+    conversation.snooze_until = None
+    woken = Decision(
+        "conversation.woken", {"conversation": conversation.conversation_id, "cause": cause}
+    )
+    group = _group(conversation)
+    if conversation.snooze_keep:
+        back = view.respondent(snoozer)
+        assert back is not None, snoozer
+        placed = [routing.assign_or_hold(view, conversation, back, group, now, "wake")]
+    else:
+        placed = routing.route_in_group(view, conversation, group, now, "wake", prefer_not=snoozer)
+    return [woken, *placed, *routing.serve(view, snoozer, now)]
+
+
+# close
+
+
+def _closed(view: TenantView, cmd: ConversationClosed, now: datetime) -> list[Decision]:
+    conversation = _open_conversation(view, cmd.conversation)
+    holder = _slot_holder(view, conversation)
+    _unplace(view, conversation)
+    routing.end_contact(view, conversation, now, "close")
+    conversation.state, conversation.respondent = State.CLOSED, None
+    conversation.snooze_until, conversation.closed_at = None, now
+    if holder is None:
+        return []
+    holder.load -= 1
+    return routing.serve(view, holder.respondent_id, now)
+
+
+def _slot_holder(view: TenantView, conversation: Conversation) -> Respondent | None:
+    """The respondent whose slot the conversation occupies, if it is assigned."""
+    if conversation.state != State.ASSIGNED or conversation.respondent is None:
+        return None
+    return _respondent(view, conversation.respondent)
+
+
+def _unplace(view: TenantView, conversation: Conversation) -> None:
+    """Remove the conversation's queue entry, pending hold and timers."""
+    cid = conversation.conversation_id
+    entry = view.queue_entry(cid)
+    if entry is not None:
+        view.dequeue(entry)
+    hold = view.hold(cid)
+    if hold is not None:
+        view.remove_hold(hold)
+    routing.cancel_timers(view, cid)
+
+
+# timers
+
+
+def _fire_wake(
+    view: TenantView, conversation: Conversation, timer: Timer, now: datetime
+) -> list[Decision]:
+    sleeping = conversation.state == State.SNOOZED
+    if not sleeping or conversation.respondent != timer.respondent:
+        return []
+    return _wake(view, conversation, now, "timer")
+
+
+def _fire_reassign(
+    view: TenantView, conversation: Conversation, timer: Timer, now: datetime
+) -> list[Decision]:
+    old = timer.respondent or ""
+    hold = view.hold(conversation.conversation_id)
+    if conversation.state == State.PENDING and hold is not None and hold.respondent == old:
+        view.remove_hold(hold)
+    elif _held_while_away(view, conversation, old):
+        _respondent(view, old).load -= 1
+    else:
+        return []
+    group = _group(conversation)
+    moved = routing.route_in_group(view, conversation, group, now, "reassign", exclude=old)
+    return moved + routing.serve(view, old, now)
+
+
+def _held_while_away(view: TenantView, conversation: Conversation, respondent_id: str) -> bool:
+    respondent = view.respondent(respondent_id)
+    assigned = conversation.state == State.ASSIGNED and conversation.respondent == respondent_id
+    return assigned and respondent is not None and respondent.status == UNAVAILABLE
+
+
+_HANDLERS: dict[type, Handler] = {
+    RespondentUpdated: _respondent_updated,
+    RespondentStatus: _respondent_status,
+    RuleUpdated: _rule_updated,
+    RuleDeleted: _rule_deleted,
+    TenantUpdated: _tenant_updated,
+    ConversationStarted: _started,
+    MessagePosted: _message,
+    VisitorPresence: _presence,
+    ConversationTransferred: _transferred,
+    ConversationSnoozed: _snoozed,
+    ConversationClosed: _closed,
+    ConversationRated: _rated,
+    ConversationSale: _sale,
+}
+
+_TIMERS: dict[str, Callable[[TenantView, Conversation, Timer, datetime], list[Decision]]] = {
+    TimerKind.WAKE: _fire_wake,
+    TimerKind.REASSIGN: _fire_reassign,
+}

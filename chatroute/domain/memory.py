@@ -1,0 +1,146 @@
+"""An in-memory ``TenantView`` on plain dicts: the fake the unit and property tests run on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from chatroute.domain.model import (
+    AVAILABLE,
+    Contact,
+    Conversation,
+    PendingHold,
+    QueueEntry,
+    Respondent,
+    Rule,
+    TenantSettings,
+    Timer,
+    TimerState,
+)
+
+
+class InMemoryTenantView:
+    """One tenant's state in dicts; objects handed out are live, as the port requires."""
+
+    def __init__(self, tenant: str, settings: TenantSettings | None = None) -> None:
+        self.tenant = tenant
+        self._settings = settings or TenantSettings(tenant=tenant)
+        self.respondents: dict[str, Respondent] = {}
+        self.rules_by_id: dict[str, Rule] = {}
+        self.conversations: dict[str, Conversation] = {}
+        self.queue: dict[str, QueueEntry] = {}
+        self.holds: dict[str, PendingHold] = {}
+        self.contacts_by_conversation: dict[str, list[Contact]] = {}
+        self.timers: dict[str, Timer] = {}
+
+    def settings(self) -> TenantSettings:
+        return self._settings
+
+    def next_seq(self) -> int:
+        self._settings.counter += 1
+        return self._settings.counter
+
+    # respondents
+    def respondent(self, respondent_id: str) -> Respondent | None:
+        return self.respondents.get(respondent_id)
+
+    def add_respondent(self, respondent: Respondent) -> None:
+        self.respondents[respondent.respondent_id] = respondent
+
+    def free_respondents(self, group: str) -> list[Respondent]:
+        return [
+            r
+            for r in self.respondents.values()
+            if group in r.groups and r.status == AVAILABLE and r.load < r.slots
+        ]
+
+    def group_exists(self, group: str) -> bool:
+        named_by_rule = any(rule.group == group for rule in self.rules_by_id.values())
+        return named_by_rule or any(group in r.groups for r in self.respondents.values())
+
+    # rules
+    def rules(self) -> list[Rule]:
+        return list(self.rules_by_id.values())
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return self.rules_by_id.get(rule_id)
+
+    def add_rule(self, rule: Rule) -> None:
+        self.rules_by_id[rule.rule_id] = rule
+
+    def remove_rule(self, rule: Rule) -> None:
+        del self.rules_by_id[rule.rule_id]
+
+    # conversations
+    def conversation(self, conversation_id: str) -> Conversation | None:
+        return self.conversations.get(conversation_id)
+
+    def add_conversation(self, conversation: Conversation) -> None:
+        self.conversations[conversation.conversation_id] = conversation
+
+    def held_by(self, respondent_id: str, state: str) -> list[Conversation]:
+        return [
+            c
+            for c in self.conversations.values()
+            if c.respondent == respondent_id and c.state == state
+        ]
+
+    # group queues
+    def queue_entry(self, conversation_id: str) -> QueueEntry | None:
+        return self.queue.get(conversation_id)
+
+    def enqueue(self, entry: QueueEntry) -> None:
+        self.queue[entry.conversation_id] = entry
+
+    def dequeue(self, entry: QueueEntry) -> None:
+        del self.queue[entry.conversation_id]
+
+    def queue_head(self, groups: Sequence[str]) -> QueueEntry | None:
+        entries = [e for e in self.queue.values() if e.group in groups]
+        return min(entries, key=lambda e: e.seq, default=None)
+
+    def queue_position(self, entry: QueueEntry) -> int:
+        ahead = [e for e in self.queue.values() if e.group == entry.group and e.seq < entry.seq]
+        return len(ahead) + 1
+
+    # pending holds
+    def hold(self, conversation_id: str) -> PendingHold | None:
+        return self.holds.get(conversation_id)
+
+    def add_hold(self, hold: PendingHold) -> None:
+        self.holds[hold.conversation_id] = hold
+
+    def remove_hold(self, hold: PendingHold) -> None:
+        del self.holds[hold.conversation_id]
+
+    def oldest_hold(self, respondent_id: str) -> PendingHold | None:
+        own = [h for h in self.holds.values() if h.respondent == respondent_id]
+        return min(own, key=lambda h: h.seq, default=None)
+
+    # contacts
+    def contacts(self, conversation_id: str) -> list[Contact]:
+        return list(self.contacts_by_conversation.get(conversation_id, []))
+
+    def add_contact(self, contact: Contact) -> None:
+        own = self.contacts_by_conversation.setdefault(contact.conversation_id, [])
+        own.append(contact)
+        own.sort(key=lambda c: c.number)
+
+    def all_contacts(self) -> list[Contact]:
+        """Every contact of the tenant, by (conversation, number): the stats' input."""
+        return [c for cid in sorted(self.contacts_by_conversation) for c in self.contacts(cid)]
+
+    # durable timers
+    def arm_timer(self, timer: Timer) -> None:
+        self.timers[timer.timer_id] = timer
+
+    def armed_timers(self, conversation_id: str) -> list[Timer]:
+        return [
+            t
+            for t in self.timers.values()
+            if t.conversation_id == conversation_id and t.state == TimerState.ARMED
+        ]
+
+    def due_timers(self, upto: datetime) -> list[Timer]:
+        due = [t for t in self.timers.values() if t.state == TimerState.ARMED and t.due <= upto]
+        return sorted(due, key=lambda t: (t.due, t.timer_id))

@@ -1,0 +1,298 @@
+"""The engine's two transactions: taking events in, and applying a tenant's events.
+
+Both are called by thin actors (``workers/``) and by ``chatroute replay``. Each commits the
+state change, the idempotency record and the decisions it causes together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from schemas.decisions import make_decision
+from schemas.events import best_effort_identity, parse_event, to_command
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatroute import logs
+from chatroute.bootstrap import Runtime
+from chatroute.domain import lifecycle
+from chatroute.domain.model import Decision, TenantSettings, TimerState
+from chatroute.errors import InvalidEvent, Rejected, UnknownConversation
+from chatroute.store import inbox, outbox, tables
+from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
+from chatroute.store.view import SqlTenantView
+
+log = logs.get("chatroute.service")
+
+ACCEPTED_CONTENT_TYPES = {"application/cloudevents+json", "application/json"}
+UNKNOWN_TENANT = "unknown"
+# Same shape as the envelope's tenant: it becomes part of an AMQP topic routing key.
+MAX_ID = 200
+TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message as it reached ``chat.events``."""
+
+    body: bytes
+    content_type: str | None = None
+
+
+@dataclass
+class DecisionWriter:
+    """Turns domain decisions into outbox rows with deterministic ids, in decision order."""
+
+    created_at: datetime
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    count: int = 0
+
+    def add(
+        self, tenant: str, cause_id: str, time: datetime, decisions: Sequence[Decision]
+    ) -> None:
+        for index, decision in enumerate(decisions):
+            envelope = make_decision(tenant, cause_id, index, time, decision.type, decision.data)
+            self.rows.append(outbox.decision_row(envelope, self.created_at))
+        self.count += len(decisions)
+
+    def reject(
+        self,
+        tenant: str,
+        event_id: str | None,
+        type_: str | None,
+        body: bytes,
+        reason: str,
+        time: datetime,
+    ) -> None:
+        cause = event_id if event_id is not None else "body:" + hashlib.sha256(body).hexdigest()
+        data = {"event_id": event_id, "type": type_, "reason": reason}
+        envelope = make_decision(tenant, cause, 0, time, "event.rejected", data)
+        self.rows.append(outbox.decision_row(envelope, self.created_at))
+        self.rows.append(
+            outbox.rejected_copy_row(envelope["id"], tenant, body, reason, self.created_at)
+        )
+        self.count += 1
+        log.warning("event_rejected", tenant=tenant, event_id=event_id, type=type_, reason=reason)
+
+
+# ---------------------------------------------------------------- taking events in
+
+
+def ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
+    """Validate and record ``messages`` in one transaction; returns the tenants to nudge.
+
+    Every message with a usable (tenant, id) is recorded in the inbox, accepted or rejected,
+    so a redelivery of either decides nothing new.
+    """
+    now = rt.clock.now()
+    writer = DecisionWriter(now)
+    verdicts = [_verdict(message, now) for message in messages]
+    with rt.sessions.begin() as session:
+        seen = inbox.existing(session, [v.key for v in verdicts if v.key is not None])
+        rows: list[dict[str, Any]] = []
+        for verdict in verdicts:
+            if verdict.key is not None and verdict.key in seen:
+                continue
+            if verdict.key is not None:
+                seen.add(verdict.key)
+                rows.append(verdict.row)
+            if verdict.reason is not None:
+                writer.reject(*verdict.identity, verdict.body, verdict.reason, now)
+        inbox.record(session, rows)
+        accepted = {str(r["tenant"]) for r in rows if r["state"] == inbox.NEW}
+        _ensure_tenants(session, accepted)
+        outbox.add(session, writer.rows)
+    return accepted
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    body: bytes
+    identity: tuple[str, str | None, str | None]  # tenant (or "unknown"), event id, type
+    row: dict[str, Any]
+    reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str] | None:
+        tenant, event_id, _ = self.identity
+        return None if tenant == UNKNOWN_TENANT or event_id is None else (tenant, event_id)
+
+
+def _verdict(message: Incoming, now: datetime) -> _Verdict:
+    try:
+        _check_content_type(message.content_type)
+        event = parse_event(message.body)
+    except InvalidEvent as error:
+        return _rejected_verdict(message.body, error.reason, now)
+    row = {
+        "tenant": event.tenant,
+        "event_id": event.id,
+        "type": event.type,
+        "conversation_id": getattr(event.data, "conversation", None),
+        "event_time": event.time,
+        "received_at": now,
+        "body": message.body.decode(),
+        "state": inbox.NEW,
+    }
+    return _Verdict(message.body, (event.tenant, event.id, event.type), row)
+
+
+def _rejected_verdict(body: bytes, reason: str, now: datetime) -> _Verdict:
+    tenant, event_id, type_ = best_effort_identity(body)
+    usable = tenant if tenant is not None and TENANT.fullmatch(tenant) else UNKNOWN_TENANT
+    if event_id is not None and not 0 < len(event_id) <= MAX_ID:
+        event_id = None
+    row = {
+        "tenant": usable,
+        "event_id": event_id,
+        "type": (type_ or "")[:64],
+        "conversation_id": None,
+        "event_time": now,
+        "received_at": now,
+        "body": body.decode("utf-8", errors="replace"),
+        "state": inbox.REJECTED,
+        "reason": reason,
+        "applied_at": now,
+    }
+    return _Verdict(body, (usable, event_id, type_), row, reason)
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        return
+    base = content_type.split(";")[0].strip().lower()
+    if base not in ACCEPTED_CONTENT_TYPES:
+        raise InvalidEvent(f"content type {content_type!r} is not application/cloudevents+json")
+
+
+def _ensure_tenants(session: Session, tenants_seen: set[str]) -> None:
+    rows: list[dict[str, object]] = [{"tenant": t} for t in sorted(tenants_seen)]
+    insert_ignoring_duplicates(session.connection(), tables.tenants, rows)
+
+
+# ---------------------------------------------------------------- applying a tenant's events
+
+
+def apply_tenant(rt: Runtime, tenant: str, *, final: bool = False) -> bool:
+    """Apply ``tenant``'s unapplied events in arrival order, under the tenant's lock.
+
+    Returns True when a full batch was applied and more may be waiting. ``final`` (end of a
+    replay) rejects events still waiting for an unknown conversation instead of keeping them.
+    """
+    now = rt.clock.now()
+    limit = rt.settings.batch_size
+    with rt.sessions.begin() as session:
+        settings = _lock_tenant(session, tenant)
+        if settings is None:
+            return False
+        run = _Run(SqlTenantView(session, settings), DecisionWriter(now), now, rt, final)
+        rows = inbox.unapplied(session, tenant, limit)
+        progressed = run.apply_rows(rows)
+        if len(rows) < limit:
+            run.fire_due(now)
+        _finish(session, run)
+    return progressed and len(rows) == limit
+
+
+def _lock_tenant(session: Session, tenant: str) -> TenantSettings | None:
+    query = select(TenantSettings).where(TenantSettings.tenant == tenant)
+    if session.get_bind().dialect.name == "postgresql":
+        # Another worker applying this tenant holds the lock; it re-checks after committing.
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query).first()
+
+
+def _finish(session: Session, run: _Run) -> None:
+    inbox.mark_applied(session, run.applied, run.now)
+    for seq, reason in run.rejected:
+        inbox.mark(session, seq, inbox.REJECTED, run.now, reason)
+    outbox.add(session, run.writer.rows)
+
+
+@dataclass
+class _Run:
+    view: SqlTenantView
+    writer: DecisionWriter
+    now: datetime
+    rt: Runtime
+    final: bool
+    applied: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    def apply_rows(self, rows: Sequence[InboxRow]) -> bool:
+        """Apply ``rows`` in order; rows waiting for their conversation are retried once it
+        starts (in their own order), and hold back the later rows of that conversation."""
+        remaining = list(rows)
+        while remaining:
+            remaining, retry = self._pass(remaining)
+            if not retry:
+                break
+        return bool(self.applied or self.rejected)
+
+    def _pass(self, rows: Sequence[InboxRow]) -> tuple[list[InboxRow], bool]:
+        waiting: list[InboxRow] = []
+        blocked: set[str] = set()
+        retry = False
+        for row in rows:
+            conversation = row.conversation_id or ""
+            starts_it = row.type == "conversation.started"
+            if conversation in blocked and not starts_it:
+                waiting.append(row)
+                continue
+            self.fire_due(row.event_time)
+            if self.apply_row(row):
+                retry = retry or (starts_it and conversation in blocked)
+                self.fire_due(row.event_time)
+            else:
+                blocked.add(conversation)
+                waiting.append(row)
+        return waiting, retry
+
+    def apply_row(self, row: InboxRow) -> bool:
+        """Apply one event; False when it must wait for its conversation to start."""
+        event = parse_event(row.body)
+        bound = {
+            "tenant": row.tenant,
+            "event_id": row.event_id,
+            "type": row.type,
+            "conversation": row.conversation_id,
+        }
+        try:
+            decisions = lifecycle.handle(self.view, to_command(event), event.time)
+        except UnknownConversation as error:
+            if self._may_wait(row):
+                log.info("event_waits_for_conversation", **bound)
+                return False
+            self._reject(row, error.reason)
+        except Rejected as error:
+            self._reject(row, error.reason)
+        else:
+            self.writer.add(row.tenant, row.event_id, event.time, decisions)
+            self.applied.append(row.seq)
+            log.debug("event_applied", decisions=len(decisions), **bound)
+        return True
+
+    def _may_wait(self, row: InboxRow) -> bool:
+        window = timedelta(seconds=self.rt.settings.unknown_retry_s)
+        return not self.final and self.now - row.received_at < window
+
+    def _reject(self, row: InboxRow, reason: str) -> None:
+        self.writer.reject(
+            row.tenant, row.event_id, row.type, row.body.encode(), reason, row.event_time
+        )
+        self.rejected.append((row.seq, reason))
+
+    def fire_due(self, upto: datetime) -> None:
+        """Fire the tenant's timers due at or before ``upto``, by (due, timer id)."""
+        while timers := self.view.due_timers(upto):
+            for timer in timers:
+                if timer.state != TimerState.ARMED:
+                    continue
+                decisions = lifecycle.fire(self.view, timer, timer.due)
+                timer.state = TimerState.FIRED
+                self.writer.add(self.view.tenant, f"timer:{timer.timer_id}", timer.due, decisions)

@@ -1,0 +1,106 @@
+"""The inbox: every accepted event, once per (tenant, id), in arrival order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from chatroute.store import tables
+
+NEW = "new"
+APPLIED = "applied"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    seq: int
+    tenant: str
+    event_id: str
+    type: str
+    conversation_id: str | None
+    event_time: datetime
+    received_at: datetime
+    body: str
+
+
+def insert_ignoring_duplicates(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> int:
+    """Insert ``rows``, skipping those whose unique keys exist; returns how many went in."""
+    if not rows:
+        return 0
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    result = connection.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+    return max(result.rowcount, 0)
+
+
+def record(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert inbox rows in the given order (their ``seq`` is the arrival order)."""
+    # Rows differ in their optional columns; insert them in one shape.
+    shaped = [{**_OPTIONAL, **row} for row in rows]
+    insert_ignoring_duplicates(session.connection(), tables.inbox, shaped)
+
+
+_OPTIONAL: dict[str, Any] = {"reason": None, "applied_at": None}
+
+
+def existing(session: Session, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of ``keys`` (tenant, event id) the inbox holds already."""
+    c = tables.inbox.c
+    by_tenant: dict[str, list[str]] = {}
+    for tenant, event_id in keys:
+        by_tenant.setdefault(tenant, []).append(event_id)
+    found: set[tuple[str, str]] = set()
+    for tenant, ids in by_tenant.items():
+        query = select(c.tenant, c.event_id).where(c.tenant == tenant, c.event_id.in_(ids))
+        found.update((t, e) for t, e in session.execute(query))
+    return found
+
+
+def unapplied(session: Session, tenant: str, limit: int) -> list[InboxRow]:
+    c = tables.inbox.c
+    query = (
+        select(
+            c.seq,
+            c.tenant,
+            c.event_id,
+            c.type,
+            c.conversation_id,
+            c.event_time,
+            c.received_at,
+            c.body,
+        )
+        .where(c.state == NEW, c.tenant == tenant)
+        .order_by(c.seq)
+        .limit(limit)
+    )
+    return [InboxRow(*row) for row in session.execute(query)]
+
+
+def mark(session: Session, seq: int, state: str, at: datetime, reason: str | None = None) -> None:
+    c = tables.inbox.c
+    session.execute(
+        update(tables.inbox).where(c.seq == seq).values(state=state, reason=reason, applied_at=at)
+    )
+
+
+def mark_applied(session: Session, seqs: list[int], at: datetime) -> None:
+    if seqs:
+        c = tables.inbox.c
+        session.execute(
+            update(tables.inbox).where(c.seq.in_(seqs)).values(state=APPLIED, applied_at=at)
+        )
+
+
+def tenants_waiting(session: Session, older_than: datetime) -> list[str]:
+    """Tenants with an event received before ``older_than`` and still unapplied."""
+    c = tables.inbox.c
+    query = select(c.tenant).where(c.state == NEW, c.received_at <= older_than).distinct()
+    return list(session.scalars(query))

@@ -1,0 +1,227 @@
+"""Every table of the engine. Alembic's migrations are the only way they are created."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.mutable import MutableDict, MutableList
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Seq = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+Id = String(200)
+JsonList: Any = MutableList.as_mutable(JSON())
+JsonDict: Any = MutableDict.as_mutable(JSON())
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _tenant() -> Column[str]:
+    return Column("tenant", Id, primary_key=True)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    _tenant(),
+    Column("reassign_after_s", Integer, nullable=False, server_default="86400"),
+    Column("commission_mode", String(20), nullable=False, server_default="percent"),
+    Column("commission_rate", Float, nullable=False, server_default="0"),
+    Column("commission_amount", Float, nullable=False, server_default="0"),
+    Column("counter", BigInteger, nullable=False, server_default="0"),
+)
+
+respondents = Table(
+    "respondents",
+    metadata,
+    _tenant(),
+    Column("respondent_id", Id, primary_key=True),
+    Column("groups", JsonList, nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("name", Text),
+    Column("load", Integer, nullable=False),
+    Column("last_assigned_at", UTCDateTime),
+    Column("version", Integer, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    _tenant(),
+    Column("group_id", Id, primary_key=True),
+    Column("respondent_id", Id, primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+rules = Table(
+    "rules",
+    metadata,
+    _tenant(),
+    Column("rule_id", Id, primary_key=True),
+    Column("group_id", Id, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("conditions", JsonList, nullable=False),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    _tenant(),
+    Column("conversation_id", Id, primary_key=True),
+    Column("visitor", Id, nullable=False),
+    Column("attributes", JsonDict, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("group_id", Id),
+    Column("respondent", Id),
+    Column("visitor_online", Boolean, nullable=False),
+    Column("unread", Integer, nullable=False),
+    Column("snooze_until", UTCDateTime),
+    Column("snooze_keep", Boolean, nullable=False),
+    Column("rating", Integer),
+    Column("sales", Float, nullable=False),
+    Column("contacts", Integer, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("version", Integer, nullable=False),
+    Index("ix_conversations_holder", "tenant", "respondent", "state"),
+)
+
+queue_entries = Table(
+    "queue_entries",
+    metadata,
+    _tenant(),
+    Column("conversation_id", Id, primary_key=True),
+    Column("group_id", Id, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Index("ix_queue_entries_order", "tenant", "group_id", "seq"),
+)
+
+pending_holds = Table(
+    "pending_holds",
+    metadata,
+    _tenant(),
+    Column("conversation_id", Id, primary_key=True),
+    Column("respondent", Id, nullable=False),
+    Column("group_id", Id, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("reassign_at", UTCDateTime, nullable=False),
+    Column("cause", String(20), nullable=False),
+    Column("comment", Text),
+    Column("from_respondent", Id),
+    Index("ix_pending_holds_order", "tenant", "respondent", "seq"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    _tenant(),
+    Column("conversation_id", Id, primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("respondent", Id, nullable=False),
+    Column("group_id", Id),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("end_reason", String(20)),
+    Column("answered", Boolean, nullable=False),
+    Column("first_response_at", UTCDateTime),
+    Column("snoozes", Integer, nullable=False),
+    Index("ix_contacts_respondent", "tenant", "respondent"),
+)
+
+timers = Table(
+    "timers",
+    metadata,
+    _tenant(),
+    Column("timer_id", Id, primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("conversation_id", Id, nullable=False),
+    Column("due", UTCDateTime, nullable=False),
+    Column("respondent", Id),
+    Column("state", String(20), nullable=False),
+    Index("ix_timers_due", "state", "due"),
+    Index("ix_timers_conversation", "tenant", "conversation_id"),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("tenant", Id, nullable=False),
+    Column("event_id", Id, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("conversation_id", Id),
+    Column("event_time", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("reason", Text),
+    Column("applied_at", UTCDateTime),
+    UniqueConstraint("tenant", "event_id"),
+    Index("ix_inbox_unapplied", "state", "tenant", "seq"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("decision_id", String(100), nullable=False, unique=True),
+    Column("tenant", Id, nullable=False),
+    Column("exchange", String(100), nullable=False),
+    Column("routing_key", String(300), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("headers", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Index(
+        "ix_outbox_unsent",
+        "seq",
+        postgresql_where=text("sent_at IS NULL"),
+        sqlite_where=text("sent_at IS NULL"),
+    ),
+)

@@ -1,0 +1,206 @@
+"""``SqlTenantView``: the domain's ``TenantView`` over one session and one tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, inspect, select
+from sqlalchemy.orm import Session
+
+from chatroute.domain.model import (
+    AVAILABLE,
+    Contact,
+    Conversation,
+    PendingHold,
+    QueueEntry,
+    Respondent,
+    Rule,
+    TenantSettings,
+    Timer,
+    TimerState,
+)
+from chatroute.store import tables
+
+
+class SqlTenantView:
+    """Reads go through the session's identity map; changes flush with the transaction."""
+
+    def __init__(self, session: Session, settings: TenantSettings) -> None:
+        self.session = session
+        self.tenant = settings.tenant
+        self._settings = settings
+
+    def settings(self) -> TenantSettings:
+        return self._settings
+
+    def next_seq(self) -> int:
+        self._settings.counter += 1
+        return self._settings.counter
+
+    # respondents
+    def respondent(self, respondent_id: str) -> Respondent | None:
+        return self.session.get(Respondent, (self.tenant, respondent_id))
+
+    def add_respondent(self, respondent: Respondent) -> None:
+        self.session.add(respondent)
+
+    def free_respondents(self, group: str) -> list[Respondent]:
+        m = tables.memberships.c
+        query = (
+            select(Respondent)
+            .join(
+                tables.memberships,
+                (m.tenant == Respondent.tenant) & (m.respondent_id == Respondent.respondent_id),
+            )
+            .where(
+                m.tenant == self.tenant,
+                m.group_id == group,
+                Respondent.status == AVAILABLE,
+                Respondent.load < Respondent.slots,
+            )
+        )
+        return list(self.session.scalars(query))
+
+    def group_exists(self, group: str) -> bool:
+        self.session.flush()  # memberships are written by the flush
+        m, r = tables.memberships.c, tables.rules.c
+        member = select(m.group_id).where(m.tenant == self.tenant, m.group_id == group)
+        ruled = select(r.group_id).where(r.tenant == self.tenant, r.group_id == group)
+        return self.session.execute(member.union_all(ruled).limit(1)).first() is not None
+
+    # rules
+    def rules(self) -> list[Rule]:
+        return list(self.session.scalars(select(Rule).where(Rule.tenant == self.tenant)))
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return self.session.get(Rule, (self.tenant, rule_id))
+
+    def add_rule(self, rule: Rule) -> None:
+        self.session.add(rule)
+
+    def remove_rule(self, rule: Rule) -> None:
+        self.session.delete(rule)
+
+    # conversations
+    def conversation(self, conversation_id: str) -> Conversation | None:
+        return self.session.get(Conversation, (self.tenant, conversation_id))
+
+    def add_conversation(self, conversation: Conversation) -> None:
+        self.session.add(conversation)
+
+    def held_by(self, respondent_id: str, state: str) -> list[Conversation]:
+        query = select(Conversation).where(
+            Conversation.tenant == self.tenant,
+            Conversation.respondent == respondent_id,
+            Conversation.state == state,
+        )
+        return list(self.session.scalars(query.order_by(Conversation.conversation_id)))
+
+    # group queues
+    def queue_entry(self, conversation_id: str) -> QueueEntry | None:
+        return self.session.get(QueueEntry, (self.tenant, conversation_id))
+
+    def enqueue(self, entry: QueueEntry) -> None:
+        self.session.add(entry)
+
+    def dequeue(self, entry: QueueEntry) -> None:
+        self.session.delete(entry)
+
+    def queue_head(self, groups: Sequence[str]) -> QueueEntry | None:
+        if not groups:
+            return None
+        query = (
+            select(QueueEntry)
+            .where(QueueEntry.tenant == self.tenant, QueueEntry.group.in_(list(groups)))
+            .order_by(QueueEntry.seq)
+            .limit(1)
+        )
+        return self.session.scalars(query).first()
+
+    def queue_position(self, entry: QueueEntry) -> int:
+        query = select(func.count()).where(
+            QueueEntry.tenant == self.tenant,
+            QueueEntry.group == entry.group,
+            QueueEntry.seq <= entry.seq,
+        )
+        return int(self.session.scalar(query) or 0)
+
+    # pending holds
+    def hold(self, conversation_id: str) -> PendingHold | None:
+        return self.session.get(PendingHold, (self.tenant, conversation_id))
+
+    def add_hold(self, hold: PendingHold) -> None:
+        self.session.add(hold)
+
+    def remove_hold(self, hold: PendingHold) -> None:
+        self.session.delete(hold)
+
+    def oldest_hold(self, respondent_id: str) -> PendingHold | None:
+        query = (
+            select(PendingHold)
+            .where(PendingHold.tenant == self.tenant, PendingHold.respondent == respondent_id)
+            .order_by(PendingHold.seq)
+            .limit(1)
+        )
+        return self.session.scalars(query).first()
+
+    # contacts
+    def contacts(self, conversation_id: str) -> list[Contact]:
+        query = select(Contact).where(
+            Contact.tenant == self.tenant, Contact.conversation_id == conversation_id
+        )
+        return list(self.session.scalars(query.order_by(Contact.number)))
+
+    def add_contact(self, contact: Contact) -> None:
+        self.session.add(contact)
+
+    # durable timers
+    def arm_timer(self, timer: Timer) -> None:
+        self.session.add(timer)
+
+    def armed_timers(self, conversation_id: str) -> list[Timer]:
+        query = select(Timer).where(
+            Timer.tenant == self.tenant,
+            Timer.conversation_id == conversation_id,
+            Timer.state == TimerState.ARMED,
+        )
+        return list(self.session.scalars(query.order_by(Timer.due, Timer.timer_id)))
+
+    def due_timers(self, upto: datetime) -> list[Timer]:
+        query = select(Timer).where(
+            Timer.state == TimerState.ARMED, Timer.tenant == self.tenant, Timer.due <= upto
+        )
+        return list(self.session.scalars(query.order_by(Timer.due, Timer.timer_id)))
+
+
+def sync_memberships(session: Session, _context: object, _instances: object) -> None:
+    """Before a flush: rewrite membership rows of respondents whose ``groups`` changed.
+
+    The domain only edits ``Respondent.groups``; the membership table is its index for
+    "free respondents of a group", kept here so it can never drift from the list.
+    """
+    for obj in list(session.new) + list(session.dirty):
+        if isinstance(obj, Respondent) and inspect(obj).attrs.groups.history.has_changes():
+            _write_memberships(session.connection(), obj)
+
+
+def _write_memberships(connection: Connection, respondent: Respondent) -> None:
+    m = tables.memberships
+    connection.execute(
+        delete(m).where(
+            m.c.tenant == respondent.tenant, m.c.respondent_id == respondent.respondent_id
+        )
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "tenant": respondent.tenant,
+            "group_id": g,
+            "respondent_id": respondent.respondent_id,
+            "position": i,
+        }
+        for i, g in enumerate(dict.fromkeys(respondent.groups))
+    ]
+    if rows:
+        connection.execute(insert(m), rows)

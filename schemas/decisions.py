@@ -1,0 +1,132 @@
+"""Outbound decisions of the wire contract (CONTRACT.md "Decisions out") as pydantic models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# Decision ids are uuid5(NAMESPACE, tenant, cause, index): the same cause, the same ids.
+NAMESPACE = uuid.UUID("6f3c1f1e-8d0a-4c55-9b8e-3c1a2f7b9d41")
+SOURCE = "chatroute"
+
+
+class Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Assigned(Data):
+    conversation: str
+    respondent: str
+    group: str
+    cause: Literal["new", "queue", "transfer", "wake", "reassign"]
+    comment: str | None = None
+    from_respondent: str | None = None
+
+
+class Queued(Data):
+    conversation: str
+    group: str
+    position: Annotated[int, Field(ge=1)]
+
+
+class Pending(Data):
+    conversation: str
+    respondent: str
+    group: str
+    reassign_at: AwareDatetime
+
+
+class Snoozed(Data):
+    conversation: str
+    respondent: str
+    until: AwareDatetime | None
+    keep: bool
+
+
+class Woken(Data):
+    conversation: str
+    cause: Literal["timer", "visitor_reply"]
+
+
+class Unrouted(Data):
+    conversation: str
+    reason: str
+
+
+class VisitorNotify(Data):
+    conversation: str
+    unread: Annotated[int, Field(ge=0)]
+
+
+class EventRejected(Data):
+    event_id: str | None
+    type: str | None
+    reason: str
+
+
+DATA_MODELS: dict[str, type[Data]] = {
+    "conversation.assigned": Assigned,
+    "conversation.queued": Queued,
+    "conversation.pending": Pending,
+    "conversation.snoozed": Snoozed,
+    "conversation.woken": Woken,
+    "conversation.unrouted": Unrouted,
+    "visitor.notify": VisitorNotify,
+    "event.rejected": EventRejected,
+}
+DecisionType = Literal[
+    "conversation.assigned", "conversation.queued", "conversation.pending",
+    "conversation.snoozed", "conversation.woken", "conversation.unrouted", "visitor.notify",
+    "event.rejected",
+]
+
+
+class Decision(BaseModel):
+    """The CloudEvents 1.0 envelope of a decision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    specversion: Literal["1.0"]
+    id: str
+    source: str
+    type: DecisionType
+    time: str
+    tenant: str
+    causationid: str
+    datacontenttype: Literal["application/json"]
+    data: dict[str, Any]
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with "Z"; microseconds only when there are some."""
+    moment = moment.astimezone(UTC)
+    pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return moment.strftime(pattern)
+
+
+def decision_id(tenant: str, cause_id: str, index: int) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{tenant}\x1f{cause_id}\x1f{index}"))
+
+
+def make_decision(
+    tenant: str, cause_id: str, index: int, time: datetime, type: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON-ready envelope of one decision; ``data`` must fit the type's model."""
+    model = DATA_MODELS[type].model_validate(data)
+    dumped = model.model_dump(mode="python")
+    if type == "conversation.assigned" and dumped["cause"] != "transfer":
+        dumped.pop("comment")
+        dumped.pop("from_respondent")
+    return {
+        "specversion": "1.0",
+        "id": decision_id(tenant, cause_id, index),
+        "source": SOURCE,
+        "type": type,
+        "time": format_time(time),
+        "tenant": tenant,
+        "causationid": cause_id,
+        "datacontenttype": "application/json",
+        "data": {k: format_time(v) if isinstance(v, datetime) else v for k, v in dumped.items()},
+    }

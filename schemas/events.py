@@ -1,0 +1,293 @@
+"""Inbound events of the wire contract (CONTRACT.md "Events in") as pydantic v2 models."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from chatroute.domain.commands import COMMANDS, Command
+from chatroute.errors import InvalidEvent
+
+MAX_EVENT_BYTES = 65536
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
+
+Id = Annotated[str, Field(min_length=1, max_length=200, strict=True)]
+Text = Annotated[str, Field(max_length=10_000, strict=True)]
+Count = Annotated[StrictInt, Field(ge=0)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Data(BaseModel):
+    """Base of every event's ``data``: unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class RespondentUpdated(Data):
+    respondent: Id
+    groups: list[Id]
+    slots: Count
+    name: Text | None = None
+
+
+class RespondentStatus(Data):
+    respondent: Id
+    status: Literal["available", "unavailable"]
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    attribute: Id
+    op: Literal["eq", "in", "prefix", "contains"]
+    value: Text | list[Text]
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Condition:
+        if self.op == "in" and not isinstance(self.value, list):
+            raise ValueError("op 'in' takes a list of strings as value")
+        if self.op != "in" and not isinstance(self.value, str):
+            raise ValueError(f"op {self.op!r} takes a string as value")
+        return self
+
+
+class RuleUpdated(Data):
+    rule: Id
+    group: Id
+    priority: StrictInt
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class RuleDeleted(Data):
+    rule: Id
+
+
+class PercentCommission(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    mode: Literal["percent"]
+    rate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class PerContactCommission(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    mode: Literal["per_contact"]
+    amount: Money
+
+
+Commission = Annotated[PercentCommission | PerContactCommission, Field(discriminator="mode")]
+
+
+class TenantUpdated(Data):
+    reassign_after_s: Count | None = None
+    commission: Commission | None = None
+
+
+class ConversationStarted(Data):
+    conversation: Id
+    visitor: Id
+    attributes: dict[str, Text] = Field(default_factory=dict)
+
+
+class MessagePosted(Data):
+    conversation: Id
+    author: Literal["visitor", "respondent"]
+    respondent: Id | None = None
+
+    @model_validator(mode="after")
+    def _respondent_when_author_is(self) -> MessagePosted:
+        if self.author == "respondent" and self.respondent is None:
+            raise ValueError("respondent is required when author is 'respondent'")
+        return self
+
+
+class VisitorPresence(Data):
+    conversation: Id
+    online: StrictBool
+
+
+class ConversationTransferred(Data):
+    conversation: Id
+    respondent: Id
+    to_respondent: Id | None = None
+    to_group: Id | None = None
+    comment: Text | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> ConversationTransferred:
+        if (self.to_respondent is None) == (self.to_group is None):
+            raise ValueError("exactly one of to_respondent and to_group is required")
+        return self
+
+
+class ConversationSnoozed(Data):
+    conversation: Id
+    respondent: Id
+    until: AwareDatetime | None = None
+    keep: StrictBool = True
+
+
+class ConversationClosed(Data):
+    conversation: Id
+    by: Id | None = None
+
+
+class ConversationRated(Data):
+    conversation: Id
+    score: Annotated[StrictInt, Field(ge=1, le=5)]
+
+
+class ConversationSale(Data):
+    conversation: Id
+    amount: Money
+    currency: Annotated[str, Field(max_length=16)] | None = None
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("amount must be a number")
+        return value
+
+
+DATA_MODELS: dict[str, type[Data]] = {
+    "respondent.updated": RespondentUpdated,
+    "respondent.status": RespondentStatus,
+    "rule.updated": RuleUpdated,
+    "rule.deleted": RuleDeleted,
+    "tenant.updated": TenantUpdated,
+    "conversation.started": ConversationStarted,
+    "message.posted": MessagePosted,
+    "visitor.presence": VisitorPresence,
+    "conversation.transferred": ConversationTransferred,
+    "conversation.snoozed": ConversationSnoozed,
+    "conversation.closed": ConversationClosed,
+    "conversation.rated": ConversationRated,
+    "conversation.sale": ConversationSale,
+}
+EventType = Literal[
+    "respondent.updated", "respondent.status", "rule.updated", "rule.deleted", "tenant.updated",
+    "conversation.started", "message.posted", "visitor.presence", "conversation.transferred",
+    "conversation.snoozed", "conversation.closed", "conversation.rated", "conversation.sale",
+]
+
+
+class Envelope(BaseModel):
+    """The CloudEvents 1.0 structured-mode envelope; extension attributes are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    specversion: Literal["1.0"]
+    id: Id
+    source: Annotated[str, Field(min_length=1, max_length=1000, strict=True)]
+    type: EventType
+    time: AwareDatetime
+    tenant: Annotated[str, Field(pattern=TENANT_PATTERN, strict=True)]
+    data: dict[str, Any]
+
+
+class Event(BaseModel):
+    """A valid event: the envelope's fields with ``data`` typed for its ``type``."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    source: str
+    type: str
+    time: datetime
+    tenant: str
+    data: Data
+
+
+def parse_event(body: bytes | str) -> Event:
+    """Validate ``body``; raises ``InvalidEvent`` with a precise reason, and nothing else."""
+    raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event larger than 64 KiB ({len(raw)} bytes)")
+    document = _json_object(raw)
+    envelope = _validated(Envelope, document, "")
+    data = _validated(DATA_MODELS[envelope.type], envelope.data, "data.")
+    return Event(id=envelope.id, source=envelope.source, type=envelope.type, time=envelope.time,
+                 tenant=envelope.tenant, data=data)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidEvent(f"body is not UTF-8: {error.reason} at byte {error.start}") from None
+    try:
+        document = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidEvent("invalid JSON: nested too deeply") from None
+    except ValueError as error:
+        raise InvalidEvent(f"invalid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise InvalidEvent(f"an event is a JSON object, not {type(document).__name__}")
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validated(model: type[M], document: Any, prefix: str) -> M:
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise InvalidEvent(_reason(error, prefix)) from None
+    except RecursionError:
+        raise InvalidEvent(f"{prefix or 'event'}: nested too deeply") from None
+
+
+def _reason(error: ValidationError, prefix: str) -> str:
+    """The first problem, as "field.path: message" (the envelope's type names the list)."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    location = ".".join(str(part) for part in first["loc"] if not _is_union_tag(part))
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "field required"
+    elif first["loc"] == ("type",) and first["type"] == "literal_error":
+        message = "unknown event type"
+    elif first["loc"] == ("tenant",) and first["type"] == "string_pattern_mismatch":
+        message = "letters, digits, '-' and '_' only, at most 100 (it is part of a routing key)"
+    return f"{prefix}{location}: {message}" if location else f"{prefix.rstrip('.')}: {message}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part in ("str", "list[str]", "percent",
+                                                              "per_contact"))
+
+
+def to_command(event: Event) -> Command:
+    """The domain command for a valid event (plain dicts and lists, no pydantic)."""
+    fields = event.data.model_dump()
+    return COMMANDS[event.type](**fields)
+
+
+def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str | None]:
+    """(tenant, id, type) from any body, each None when absent or not a string; never raises."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError, TypeError):
+        return None, None, None
+    if not isinstance(document, dict):
+        return None, None, None
+    return tuple(_string(document.get(key)) for key in ("tenant", "id", "type"))  # type: ignore[return-value]
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+

@@ -1,0 +1,168 @@
+"""The real pipeline for end-to-end tests: a RabbitMQ vhost of its own, a PostgreSQL
+database of its own, and ``chatroute gateway``, ``worker`` and ``sweeper`` as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pika
+
+from chatroute.amqp import DECISIONS_EXCHANGE, declare_topology
+from chatroute.publish import publish_bodies
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+class Vhost:
+    """A throw-away RabbitMQ vhost, so no test sees another's queues."""
+
+    def __init__(self) -> None:
+        self.name = f"chatroute-test-{uuid.uuid4().hex[:8]}"
+        rabbitmqctl("add_vhost", self.name)
+        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        self.url = f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    def delete(self) -> None:
+        rabbitmqctl("delete_vhost", self.name)
+
+
+class DecisionLog:
+    """Collects every message published to ``chat.decisions`` (in arrival order)."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self.decisions: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._consume, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("decision consumer did not start")
+
+    def _consume(self) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+        channel = connection.channel()
+        declare_topology(channel)
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(queue, DECISIONS_EXCHANGE, routing_key="#")
+        self._ready.set()
+        for method, _props, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.2):
+            if self._stop.is_set():
+                break
+            if method is not None:
+                self.decisions.append(json.loads(body))
+        connection.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Pipeline:
+    """gateway + worker (``processes`` x ``threads``) + sweeper against PostgreSQL."""
+
+    def __init__(
+        self, database_url: str, amqp_url: str, log_dir: Path, processes: int = 4, threads: int = 2
+    ) -> None:
+        self.env = {
+            **os.environ,
+            "CHATROUTE_DATABASE_URL": database_url,
+            "CHATROUTE_AMQP_URL": amqp_url,
+            "CHATROUTE_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.amqp_url = amqp_url
+        self.log_dir = log_dir
+        self.processes = processes
+        self.threads = threads
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _spawn(self, name: str, *args: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "chatroute.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+    def start(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "chatroute.cli", "migrate"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
+        self._spawn("gateway", "gateway")
+        self._spawn(
+            "worker", "worker", "--processes", str(self.processes), "--threads", str(self.threads)
+        )
+        self._spawn("sweeper", "sweeper")
+
+    def worker_pids(self) -> list[int]:
+        """The dramatiq worker processes (grandchildren of ``chatroute worker``)."""
+        out = subprocess.run(
+            ["pgrep", "-f", "dramatiq workers.main"], capture_output=True, text=True
+        ).stdout
+        session = os.getsid(self.children["worker"].pid)
+        pids = [int(p) for p in out.split()]
+        return [p for p in pids if _sid(p) == session and p != self.children["worker"].pid]
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in self.children.values():
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait(5)
+
+    def publish(self, bodies: list[bytes], publishers: int = 1) -> None:
+        """Publish ``bodies``; with several publishers, each takes an interleaved share."""
+        shares = [bodies[i::publishers] for i in range(publishers)]
+        threads = [
+            threading.Thread(target=publish_bodies, args=(share, self.amqp_url)) for share in shares
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def _sid(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def lines(events: Iterable[dict[str, Any]]) -> list[bytes]:
+    return [json.dumps(e).encode() for e in events]

@@ -1,0 +1,219 @@
+"""The real pipeline: RabbitMQ, PostgreSQL, the gateway, 4 worker processes and the sweeper.
+
+Given events published to ``chat.events`` by concurrent publishers, when the pipeline runs,
+then every event is accounted for (applied or rejected), no decision comes twice, and no
+respondent ever holds more conversations than their slots (checked from the decision log).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from chatroute.settings import Settings
+from chatroute.store import tables
+from tests.builders import Events
+from tests.conftest import require_service
+from tests.e2e.harness import DecisionLog, Pipeline, Vhost, lines, wait_until
+from workers.replay import replay
+
+pytestmark = pytest.mark.services
+
+TENANTS = ("alpha", "beta", "gamma")
+RESPONDENTS = 10
+SLOTS = 3
+CONVERSATIONS = 700  # per tenant: 2,100 in all
+
+
+@pytest.fixture
+def vhost() -> Iterator[Vhost]:
+    require_service("RabbitMQ")
+    v = Vhost()
+    yield v
+    v.delete()
+
+
+def make_pipeline(pg_url: str, vhost: Vhost, tmp_path: Path, **kw: int) -> Pipeline:
+    return Pipeline(pg_url, vhost.url, tmp_path, **kw)
+
+
+def configuration(tenant: str) -> Events:
+    events = Events(tenant)
+    events.rule("all", "Support")
+    for n in range(RESPONDENTS):
+        events.respondent(f"r{n:02d}", ["Support"], slots=SLOTS)
+    return events
+
+
+def inbox_states(database_url: str) -> Counter[str]:
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    c = tables.inbox.c
+    with engine.connect() as connection:
+        rows = connection.execute(select(c.state, func.count()).group_by(c.state)).all()
+    engine.dispose()
+    return Counter({state: count for state, count in rows})
+
+
+def check_slots(decisions: list[dict[str, Any]], closes: dict[str, tuple[str, str]]) -> None:
+    """Replays the decision log per tenant: nobody ever above ``SLOTS``, nobody assigned twice."""
+    holder: dict[tuple[str, str], str] = {}
+    load: Counter[tuple[str, str]] = Counter()
+    for decision in decisions:
+        tenant, data = decision["tenant"], decision["data"]
+        closed = closes.get(decision["causationid"])
+        if closed is not None and (tenant, closed[1]) in holder:
+            load[(tenant, holder.pop((tenant, closed[1])))] -= 1
+        if decision["type"] == "conversation.assigned":
+            key = (tenant, data["conversation"])
+            assert key not in holder, f"{key} assigned twice"
+            holder[key] = data["respondent"]
+            load[(tenant, data["respondent"])] += 1
+            assert load[(tenant, data["respondent"])] <= SLOTS, f"{data['respondent']} overbooked"
+
+
+def workload() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Configuration, then 2,100 starts, then closes of the first conversations assigned."""
+    setup: list[dict[str, Any]] = []
+    starts: list[dict[str, Any]] = []
+    for tenant in TENANTS:
+        events = configuration(tenant)
+        setup += events.lines
+        events.lines = []
+        for n in range(CONVERSATIONS):
+            events.start(f"c{n:04d}")
+        starts += events.lines
+    return setup, starts, []
+
+
+def test_concurrent_conversations_are_each_decided_once_within_slots(
+    pg_url: str, vhost: Vhost, tmp_path: Path
+) -> None:
+    # Given the pipeline with 4 worker processes and three configured tenants
+    pipeline = make_pipeline(pg_url, vhost, tmp_path, processes=4, threads=2)
+    log = DecisionLog(vhost.url)
+    pipeline.start()
+    setup, starts, _ = workload()
+    try:
+        pipeline.publish(lines(setup))
+        wait_until(lambda: inbox_states(pg_url)["applied"] == len(setup), 60, "configuration")
+        # When 2,100 conversations start at once from 4 publishers
+        pipeline.publish(lines(starts), publishers=4)
+        expected = len(starts)
+        wait_until(lambda: len(log.decisions) >= expected, 180, "a decision per conversation")
+        # And then every assigned conversation closes, from 2 publishers
+        assigned = [d for d in log.decisions if d["type"] == "conversation.assigned"]
+        closes = close_events(assigned)
+        pipeline.publish(lines(closes), publishers=2)
+        wait_until(
+            lambda: inbox_states(pg_url)["applied"] == len(setup) + expected + len(closes),
+            180,
+            "closes applied",
+        )
+        wait_until(lambda: len(log.decisions) >= expected + len(closes), 60, "dequeues")
+    finally:
+        pipeline.stop()
+        log.stop()
+    # Then every event was applied, decisions are unique, and slots held throughout
+    ids = Counter(d["id"] for d in log.decisions)
+    assert max(ids.values()) == 1
+    assert inbox_states(pg_url) == Counter({"applied": len(setup) + len(starts) + len(closes)})
+    assert len(assigned) == len(TENANTS) * RESPONDENTS * SLOTS
+    per_conversation = Counter(
+        (d["tenant"], d["data"]["conversation"])
+        for d in log.decisions
+        if d["causationid"] in {e["id"] for e in starts}
+    )
+    assert len(per_conversation) == len(starts) and max(per_conversation.values()) == 1
+    check_slots(log.decisions, {e["id"]: (e["tenant"], e["data"]["conversation"]) for e in closes})
+    dequeued = [d for d in log.decisions if d["data"].get("cause") == "queue"]
+    assert len(dequeued) == len(closes)
+    queued = sorted(
+        (d["tenant"], d["data"]["position"])
+        for d in log.decisions
+        if d["type"] == "conversation.queued"
+    )
+    for tenant in TENANTS:
+        positions = [p for t, p in queued if t == tenant]
+        assert positions == list(range(1, CONVERSATIONS - RESPONDENTS * SLOTS + 1))
+
+
+def close_events(assigned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_tenant: dict[str, Events] = defaultdict(lambda: Events())
+    closes = []
+    for decision in assigned:
+        tenant = decision["tenant"]
+        if tenant not in by_tenant:
+            by_tenant[tenant] = Events(tenant)
+            by_tenant[tenant].at(by_tenant[tenant].now.replace(hour=11))
+            by_tenant[tenant]._ids = iter(range(100_000, 200_000))  # type: ignore[assignment]
+        closes.append(
+            by_tenant[tenant].event(
+                "conversation.closed", conversation=decision["data"]["conversation"]
+            )
+        )
+    return closes
+
+
+def test_sigkill_of_a_worker_loses_no_event_and_duplicates_no_decision(
+    pg_url: str, vhost: Vhost, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(pg_url, vhost, tmp_path, processes=2, threads=2)
+    log = DecisionLog(vhost.url)
+    pipeline.start()
+    setup, starts, _ = workload()
+    try:
+        pipeline.publish(lines(setup))
+        wait_until(lambda: len(pipeline.worker_pids()) >= 2, 60, "worker processes")
+        # When a worker process is killed while 2,100 conversations are being routed
+        pipeline.publish(lines(starts[: len(starts) // 2]), publishers=2)
+        victim = pipeline.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        pipeline.publish(lines(starts[len(starts) // 2 :]), publishers=2)
+        total = len(setup) + len(starts)
+        wait_until(lambda: inbox_states(pg_url)["applied"] == total, 240, "every event applied")
+        wait_until(lambda: len(log.decisions) >= len(starts), 60, "every decision published")
+    finally:
+        pipeline.stop()
+        log.stop()
+    # Then nothing was lost and nothing doubled
+    assert inbox_states(pg_url) == Counter({"applied": total})
+    assert max(Counter(d["id"] for d in log.decisions).values()) == 1
+    assert len(log.decisions) == len(starts)
+    check_slots(log.decisions, {})
+
+
+def test_replay_and_pipeline_decide_the_same(pg_url: str, vhost: Vhost, tmp_path: Path) -> None:
+    # Given the sample day, replayed on SQLite
+    sample = Path(__file__).resolve().parents[2] / "examples" / "sample-day.jsonl"
+    out = io.StringIO()
+    with sample.open("rb") as events:
+        replay(Settings(database_url=f"sqlite:///{tmp_path}/replay.db"), events, out)
+    replayed = [json.loads(line) for line in out.getvalue().splitlines()]
+    # When it goes through the real pipeline with one worker process and one thread
+    pipeline = make_pipeline(pg_url, vhost, tmp_path, processes=1, threads=1)
+    log = DecisionLog(vhost.url)
+    pipeline.start()
+    try:
+        pipeline.publish([line.rstrip(b"\n") for line in sample.open("rb") if line.strip()])
+        wait_until(lambda: len(log.decisions) >= len(replayed), 120, "all decisions")
+    finally:
+        pipeline.stop()
+        log.stop()
+
+    # Then each tenant gets the same decisions, in the same order, with the same ids
+    def per_tenant(decisions: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for d in decisions:
+            grouped[d["tenant"]].append(d)
+        return dict(grouped)
+
+    assert per_tenant(log.decisions) == per_tenant(replayed)

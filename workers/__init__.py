@@ -1,0 +1,10 @@
+"""dramatiq actors and the long-running processes around them. Thin: parse, load, decide,
+store, publish; the decisions are ``chatroute.domain``'s and the transactions
+``chatroute.service``'s.
+
+- ``broker``: the one place the global dramatiq broker is chosen (RabbitMQ or in-process).
+- ``routing``: ``apply_tenant``, applies a tenant's events in arrival order.
+- ``timers``: the sweeper that nudges tenants with due timers or events left waiting.
+- ``gateway``: AMQP in (validate, record, nudge, ack) and the outbox relay out.
+- ``main``: what ``dramatiq`` loads in worker processes.
+"""

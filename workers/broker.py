@@ -1,0 +1,65 @@
+"""Chooses the global dramatiq broker, once, before any actor is defined."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
+
+from chatroute.settings import Settings
+
+ROUTING_QUEUE = "chatroute.routing"
+# Below RabbitMQ's consumer_timeout (30 min by default): a message held longer kills the channel.
+ACTOR_TIME_LIMIT_MS = 120_000
+MAX_BACKOFF_MS = 30_000
+
+_lock = threading.Lock()
+_installed: dramatiq.Broker | None = None
+
+
+class LogContext(Middleware):
+    """Binds the actor, message id and tenant to every log line of a message's handling."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        structlog.contextvars.clear_contextvars()
+        tenant = message.args[0] if message.args else None
+        structlog.contextvars.bind_contextvars(
+            actor=message.actor_name, message_id=message.message_id, tenant=tenant
+        )
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        structlog.contextvars.clear_contextvars()
+
+
+def build(settings: Settings) -> dramatiq.Broker:
+    """RabbitMQ with publisher confirms when ``amqp_url`` is set, else the in-process broker."""
+    broker: dramatiq.Broker
+    if settings.amqp_url:
+        broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+    else:
+        broker = StubBroker()
+        broker.emit_after("process_boot")
+    broker.add_middleware(LogContext())
+    return broker
+
+
+def install(settings: Settings) -> dramatiq.Broker:
+    """Set the global broker from ``settings`` unless one was installed already."""
+    global _installed
+    with _lock:
+        if _installed is None:
+            _installed = build(settings)
+            dramatiq.set_broker(_installed)
+        return _installed
+
+
+def ensure() -> dramatiq.Broker:
+    """The installed broker, or one built from the environment."""
+    return install(Settings.from_env())

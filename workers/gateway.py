@@ -1,0 +1,158 @@
+"""The gateway: AMQP in (validate, record in the inbox, nudge, then ack) and the outbox relay.
+
+``chat.gateway`` has a single active consumer: events are recorded in exactly the order they
+reached ``chat.events``; other gateway processes stand by and take over on failure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from sqlalchemy import text
+
+from chatroute import logs, service
+from chatroute.amqp import (
+    DECISIONS_EXCHANGE,
+    EVENT_CONTENT_TYPE,
+    GATEWAY_QUEUE,
+    connect,
+    declare_topology,
+)
+from chatroute.bootstrap import Runtime
+from chatroute.store import outbox
+from chatroute.store.outbox import OutgoingMessage
+
+log = logs.get("chatroute.gateway")
+
+RELAY_LOCK_KEY = 0x63686174  # "chat": one relay at a time keeps decisions in commit order
+
+
+class Gateway:
+    """Consumes ``chat.gateway`` in batches: one transaction and one ack per batch."""
+
+    def __init__(self, rt: Runtime, amqp_url: str, nudge: Callable[[str], object]) -> None:
+        self.rt = rt
+        self.amqp_url = amqp_url
+        self.nudge = nudge
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._consume(stop)
+            except pika.exceptions.AMQPError as error:
+                log.warning("gateway_reconnecting", error=repr(error))
+                stop.wait(1.0)
+
+    def _consume(self, stop: threading.Event) -> None:
+        connection = connect(self.amqp_url)
+        try:
+            channel = connection.channel()
+            declare_topology(channel)
+            channel.basic_qos(prefetch_count=self.rt.settings.gateway_prefetch)
+            log.info("gateway_consuming", queue=GATEWAY_QUEUE)
+            while not stop.is_set():
+                self._take_batch(channel)
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def _take_batch(self, channel: BlockingChannel) -> None:
+        batch: list[tuple[Any, Any, bytes]] = []
+        limit = self.rt.settings.batch_size
+        for method, properties, body in channel.consume(GATEWAY_QUEUE, inactivity_timeout=0.02):
+            if method is None:
+                break
+            batch.append((method, properties, body))
+            if len(batch) >= limit:
+                break
+        if batch:
+            self._hand_off(channel, batch)
+
+    def _hand_off(self, channel: BlockingChannel, batch: list[tuple[Any, Any, bytes]]) -> None:
+        messages = [service.Incoming(body, props.content_type) for _, props, body in batch]
+        tenants = service.ingest(self.rt, messages)
+        for tenant in sorted(tenants):
+            self.nudge(tenant)
+        # Only now is the hand-off durable (inbox committed, nudges confirmed).
+        channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        log.debug("gateway_batch", events=len(batch), tenants=len(tenants))
+
+
+class AmqpPublisher:
+    """Publishes outbox messages with publisher confirms; returns once all are confirmed."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+
+    def _ensure_channel(self) -> BlockingChannel:
+        if self._channel is None or not self._channel.is_open:
+            self._connection = connect(self.amqp_url)
+            self._channel = self._connection.channel()
+            declare_topology(self._channel)
+            self._channel.confirm_delivery()
+        return self._channel
+
+    def __call__(self, messages: list[OutgoingMessage]) -> None:
+        channel = self._ensure_channel()
+        for message in messages:
+            channel.basic_publish(
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                body=message.body,
+                properties=pika.BasicProperties(
+                    content_type=EVENT_CONTENT_TYPE
+                    if message.exchange == DECISIONS_EXCHANGE
+                    else None,
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    message_id=message.decision_id,
+                    headers=message.headers,
+                ),
+            )
+
+    def close(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+
+
+def relay(
+    rt: Runtime, publish: Callable[[list[OutgoingMessage]], None], stop: threading.Event
+) -> None:
+    """Publish the outbox in commit order while this process holds the relay lock."""
+    while not stop.is_set():
+        try:
+            with rt.engine.connect() as connection:
+                if _hold_relay_lock(connection):
+                    _relay_while_leader(rt, connection, publish, stop)
+                else:
+                    stop.wait(1.0)
+        except Exception:
+            log.exception("relay_failed")
+            stop.wait(1.0)
+
+
+def _hold_relay_lock(connection: Any) -> bool:
+    if connection.dialect.name != "postgresql":
+        return True
+    acquired = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK_KEY})
+    connection.commit()
+    return bool(acquired.scalar())
+
+
+def _relay_while_leader(
+    rt: Runtime,
+    connection: Any,
+    publish: Callable[[list[OutgoingMessage]], None],
+    stop: threading.Event,
+) -> None:
+    log.info("relay_leading")
+    while not stop.is_set():
+        sent = outbox.relay_once(connection, publish, rt.clock.now())
+        if sent == 0:
+            time.sleep(rt.settings.relay_interval_s)

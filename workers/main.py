@@ -1,0 +1,7 @@
+"""The module ``dramatiq`` loads in every worker process: broker first, then the actors."""
+
+from workers import broker
+
+broker.ensure()
+
+from workers import routing  # noqa: E402, F401

@@ -1,0 +1,25 @@
+"""Routing actor: applies a tenant's events, in arrival order, under the tenant's lock."""
+
+from __future__ import annotations
+
+from workers import broker
+
+broker.ensure()
+
+import dramatiq  # noqa: E402  (the broker must exist before any actor is defined)
+
+from chatroute import bootstrap, service  # noqa: E402
+
+
+@dramatiq.actor(
+    queue_name=broker.ROUTING_QUEUE,
+    max_retries=20,
+    min_backoff=200,
+    max_backoff=broker.MAX_BACKOFF_MS,
+    time_limit=broker.ACTOR_TIME_LIMIT_MS,
+)
+def apply_tenant(tenant: str, final: bool = False) -> None:
+    """A nudge: "tenant has events or timers to apply". Safe to run twice or concurrently."""
+    rt = bootstrap.runtime()
+    while service.apply_tenant(rt, tenant, final=final):
+        pass
