@@ -2,7 +2,7 @@
 
 Each handler checks everything first and raises ``Rejected`` before any change, then
 mutates through the ``TenantView`` and returns the decisions in the order taken.
-Sections named in docstrings are those of docs/semantics.md.
+The section comments follow docs/semantics.md.
 """
 
 from __future__ import annotations
@@ -295,9 +295,8 @@ def _to_respondent(
     group = _group(conversation)
     if group not in target.groups and target.groups:
         group = target.groups[0]
-    note = {"comment": cmd.comment, "from_respondent": cmd.respondent}
     placed = routing.assign_or_hold(
-        view, conversation, target, group, now, routing.TRANSFER, **note
+        view, conversation, target, group, now, routing.TRANSFER, **_note(cmd)
     )
     return [placed, *routing.serve(view, cmd.respondent, now)]
 
@@ -311,11 +310,15 @@ def _to_group(
 ) -> list[Decision]:
     # The holder's slot is served first so that older queued conversations go first.
     served = routing.serve(view, cmd.respondent, now)
-    note = {"comment": cmd.comment, "from_respondent": cmd.respondent}
     routed = routing.route_in_group(
-        view, conversation, group, now, routing.TRANSFER, prefer_not=cmd.respondent, **note
+        view, conversation, group, now, routing.TRANSFER, cmd.respondent, **_note(cmd)
     )
     return served + routed
+
+
+def _note(cmd: ConversationTransferred) -> dict[str, str | None]:
+    """What the recipient of a transfer is shown."""
+    return {"comment": cmd.comment, "from_respondent": cmd.respondent}
 
 
 # snooze and wake
@@ -338,27 +341,34 @@ def _snoozed(view: TenantView, cmd: ConversationSnoozed, now: datetime) -> list[
     decision = Decision("conversation.snoozed", data | {"keep": cmd.keep})
     if cmd.until is not None:
         routing.arm_timer(view, TimerKind.WAKE, cid, cmd.respondent, cmd.until)
-    return [decision]
+    return [decision, *routing.serve(view, cmd.respondent, now)]
 
 
 def _wake(
     view: TenantView, conversation: Conversation, now: datetime, cause: str
 ) -> list[Decision]:
-    """Wake a snoozed conversation: back to the snoozer with keep, else routed in its group."""
+    """Wake a snoozed conversation, then serve the snoozer in case it moved away."""
+    snoozer = _respondent(view, conversation.respondent or "")
     routing.cancel_timers(view, conversation.conversation_id, TimerKind.WAKE)
-    snoozer = conversation.respondent or ""
     conversation.snooze_until = None
-    woken = Decision(
-        "conversation.woken", {"conversation": conversation.conversation_id, "cause": cause}
-    )
+    data = {"conversation": conversation.conversation_id, "cause": cause}
+    placed = _place_woken(view, conversation, snoozer, now)
+    return [
+        Decision("conversation.woken", data),
+        *placed,
+        *routing.serve(view, snoozer.respondent_id, now),
+    ]
+
+
+def _place_woken(
+    view: TenantView, conversation: Conversation, snoozer: Respondent, now: datetime
+) -> list[Decision]:
+    """With keep: back to the snoozer (or pending for them); else routed, others first."""
     group = _group(conversation)
     if conversation.snooze_keep:
-        back = view.respondent(snoozer)
-        assert back is not None, snoozer
-        placed = [routing.assign_or_hold(view, conversation, back, group, now, "wake")]
-    else:
-        placed = routing.route_in_group(view, conversation, group, now, "wake", prefer_not=snoozer)
-    return [woken, *placed, *routing.serve(view, snoozer, now)]
+        return [routing.assign_or_hold(view, conversation, snoozer, group, now, "wake")]
+    prefer_not = snoozer.respondent_id
+    return routing.route_in_group(view, conversation, group, now, "wake", prefer_not)
 
 
 # close

@@ -306,7 +306,7 @@ def _deliver_hold(
     view: TenantView, hold: PendingHold, respondent: Respondent, now: datetime
 ) -> Decision:
     view.remove_hold(hold)
-    conversation = existing(view, hold.conversation_id)
+    conversation = _existing(view, hold.conversation_id)
     note = {"comment": hold.comment, "from_respondent": hold.from_respondent}
     return assign(view, conversation, respondent, hold.group, now, hold.cause, **note)
 
@@ -315,11 +315,11 @@ def _deliver_entry(
     view: TenantView, entry: QueueEntry, respondent: Respondent, now: datetime
 ) -> Decision:
     view.dequeue(entry)
-    conversation = existing(view, entry.conversation_id)
+    conversation = _existing(view, entry.conversation_id)
     return assign(view, conversation, respondent, entry.group, now, "queue")
 
 
-def existing(view: TenantView, conversation_id: str) -> Conversation:
+def _existing(view: TenantView, conversation_id: str) -> Conversation:
     """A conversation that queue entries, holds and timers guarantee to exist."""
     conversation = view.conversation(conversation_id)
     assert conversation is not None, conversation_id

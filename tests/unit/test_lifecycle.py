@@ -179,6 +179,7 @@ def test_coming_back_cancels_reassignment_and_serves(desk: Desk) -> None:
     decisions = desk.status("r1", True)
     # Then c2 is served and c1 is never reassigned
     assert decisions == [assigned("c2", "r1", "g1", "queue")]
+    assert desk.armed("c1") == []
     assert desk.advance(120) == []
     assert desk.conversation("c1").respondent == "r1"
 
@@ -510,6 +511,23 @@ def test_wake_without_keep_queues_when_nobody_is_free(desk: Desk) -> None:
     decisions = desk.when(MessagePosted("c1", "visitor"))
     assert decisions == [woken("c1", "visitor_reply"), queued("c1", "g1", 1)]
     assert desk.contacts("c1") == [("r1", "wake")]
+
+
+def test_snoozing_drops_the_reassignment_armed_before(desk: Desk) -> None:
+    # Given r1 went away holding c1 (reassignment due at 60), then snoozed it until 20
+    desk.respondent("r1")
+    desk.respondent("r2", available=False)
+    desk.start("c1")
+    desk.status("r1", False)
+    desk.advance(10)
+    desk.when(ConversationSnoozed("c1", "r1", until=at(20)))
+    # When it wakes for r1, still away, and r2 comes back
+    at_wake = desk.advance(10)
+    desk.status("r2", True)
+    # Then only the hold's own timer counts: nothing at 60, reassigned at 80
+    assert at_wake == [woken("c1", "timer"), pending("c1", "r1", "g1", at(80))]
+    assert desk.advance(45) == []
+    assert desk.advance(15) == [assigned("c1", "r2", "g1", "reassign")]
 
 
 def test_a_snoozed_conversation_is_never_reassigned(desk: Desk) -> None:
