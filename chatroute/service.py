@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.decisions import make_decision
-from schemas.events import best_effort_identity, parse_event, to_command
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,6 +24,8 @@ from chatroute.errors import InvalidEvent, Rejected, UnknownConversation
 from chatroute.store import inbox, outbox, tables
 from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
 from chatroute.store.view import SqlTenantView
+from schemas.decisions import make_decision
+from schemas.events import best_effort_identity, parse_event, to_command
 
 log = logs.get("chatroute.service")
 

@@ -78,8 +78,13 @@ DATA_MODELS: dict[str, type[Data]] = {
     "event.rejected": EventRejected,
 }
 DecisionType = Literal[
-    "conversation.assigned", "conversation.queued", "conversation.pending",
-    "conversation.snoozed", "conversation.woken", "conversation.unrouted", "visitor.notify",
+    "conversation.assigned",
+    "conversation.queued",
+    "conversation.pending",
+    "conversation.snoozed",
+    "conversation.woken",
+    "conversation.unrouted",
+    "visitor.notify",
     "event.rejected",
 ]
 

@@ -177,9 +177,19 @@ DATA_MODELS: dict[str, type[Data]] = {
     "conversation.sale": ConversationSale,
 }
 EventType = Literal[
-    "respondent.updated", "respondent.status", "rule.updated", "rule.deleted", "tenant.updated",
-    "conversation.started", "message.posted", "visitor.presence", "conversation.transferred",
-    "conversation.snoozed", "conversation.closed", "conversation.rated", "conversation.sale",
+    "respondent.updated",
+    "respondent.status",
+    "rule.updated",
+    "rule.deleted",
+    "tenant.updated",
+    "conversation.started",
+    "message.posted",
+    "visitor.presence",
+    "conversation.transferred",
+    "conversation.snoozed",
+    "conversation.closed",
+    "conversation.rated",
+    "conversation.sale",
 ]
 
 
@@ -216,8 +226,14 @@ def parse_event(body: bytes | str) -> Event:
     document = _json_object(raw)
     envelope = _validated(Envelope, document, "")
     data = _validated(DATA_MODELS[envelope.type], envelope.data, "data.")
-    return Event(id=envelope.id, source=envelope.source, type=envelope.type, time=envelope.time,
-                 tenant=envelope.tenant, data=data)
+    return Event(
+        id=envelope.id,
+        source=envelope.source,
+        type=envelope.type,
+        time=envelope.time,
+        tenant=envelope.tenant,
+        data=data,
+    )
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -267,8 +283,9 @@ def _reason(error: ValidationError, prefix: str) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and ("[" in part or part in ("str", "list[str]", "percent",
-                                                              "per_contact"))
+    return isinstance(part, str) and (
+        "[" in part or part in ("str", "list[str]", "percent", "per_contact")
+    )
 
 
 def to_command(event: Event) -> Command:
@@ -290,4 +307,3 @@ def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str
 
 def _string(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-

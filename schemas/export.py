@@ -14,7 +14,9 @@ from schemas import decisions, events
 JSON_DIR = Path(__file__).parent / "json"
 
 
-def _schema(title: str, envelope: type[BaseModel], data: dict[str, type[BaseModel]]) -> dict[str, Any]:
+def _schema(
+    title: str, envelope: type[BaseModel], data: dict[str, type[BaseModel]]
+) -> dict[str, Any]:
     schema = envelope.model_json_schema()
     schema["title"] = title
     schema["$defs"] = schema.get("$defs", {})
@@ -23,10 +25,12 @@ def _schema(title: str, envelope: type[BaseModel], data: dict[str, type[BaseMode
         data_schema = model.model_json_schema(ref_template="#/$defs/{model}")
         schema["$defs"].update(data_schema.pop("$defs", {}))
         schema["$defs"][model.__name__] = data_schema
-        variants.append({
-            "if": {"properties": {"type": {"const": type_name}}},
-            "then": {"properties": {"data": {"$ref": f"#/$defs/{model.__name__}"}}},
-        })
+        variants.append(
+            {
+                "if": {"properties": {"type": {"const": type_name}}},
+                "then": {"properties": {"data": {"$ref": f"#/$defs/{model.__name__}"}}},
+            }
+        )
     schema["allOf"] = variants
     return schema
 
