@@ -90,7 +90,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         print(f"chatroute replay: no such file: {args.events}", file=sys.stderr)
         return 2
     with args.events.open("rb") as lines:
-        replay(settings, lines, sys.stdout, until=args.until)
+        progress = sys.stderr if sys.stderr.isatty() else None
+        replay(settings, lines, sys.stdout, until=args.until, progress=progress)
     return 0
 
 

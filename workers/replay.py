@@ -28,7 +28,11 @@ class Summary:
 
 
 def replay(
-    settings: Settings, lines: Iterable[bytes], out: IO[str], until: datetime | None = None
+    settings: Settings,
+    lines: Iterable[bytes],
+    out: IO[str],
+    until: datetime | None = None,
+    progress: IO[str] | None = None,
 ) -> Summary:
     """Apply each line in order, firing timers on the virtual clock; decisions go to ``out``."""
     settings = settings.with_(amqp_url=None)
@@ -68,6 +72,10 @@ def replay(
             nudge(tenant)
         timers.sweep_once(rt, nudge)
         settle()
+        if progress is not None and summary.events % 500 == 0:
+            progress.write(f"\rreplay: {summary.events} events")
+    if progress is not None:
+        progress.write(f"\rreplay: {summary.events} events, done\n")
     if until is not None:
         clock.advance_to(until)
     timers.sweep_once(rt, nudge)

@@ -1,0 +1,89 @@
+"""The command line as a user runs it: a new database, decisions on stdout, logs on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.builders import Events, jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+STATS_KEYS = [
+    "tenant",
+    "respondent",
+    "contacts",
+    "answered",
+    "unanswered",
+    "transfers_out",
+    "snoozes",
+    "satisfaction_count",
+    "satisfaction_avg",
+    "commission",
+    "first_response_avg_s",
+]
+
+
+def chatroute(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("CHATROUTE_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "chatroute.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_replay_then_stats_on_the_default_database(tmp_path: Path) -> None:
+    # Given a file of events with a bad line in the middle
+    shop = Events("shop-1")
+    shop.event("tenant.updated", commission={"mode": "percent", "rate": 0.1})
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    shop.respondent("b", ["G"], slots=1)
+    shop.start("c1")
+    shop.event("message.posted", conversation="c1", author="respondent", respondent="a")
+    shop.event("conversation.sale", conversation="c1", amount=200)
+    shop.event("conversation.rated", conversation="c1", score=4)
+    shop.start("c2")
+    shop.event("conversation.closed", conversation="c1")
+    (tmp_path / "events.jsonl").write_bytes(
+        jsonl(shop.lines[:5]) + b"{oops\n" + jsonl(shop.lines[5:])
+    )
+    # When it is replayed with no --db, in a fresh folder
+    replayed = chatroute("replay", "events.jsonl", cwd=tmp_path)
+    # Then decisions are JSON lines on stdout, logs JSON on stderr, in sqlite:///chatroute.db
+    assert replayed.returncode == 0, replayed.stderr
+    decisions = [json.loads(line) for line in replayed.stdout.splitlines()]
+    assert [d["type"] for d in decisions] == [
+        "event.rejected",
+        "conversation.assigned",
+        "conversation.assigned",
+    ]
+    assert all(json.loads(line) for line in replayed.stderr.splitlines())
+    assert (tmp_path / "chatroute.db").exists()
+    stats = chatroute("stats", "--json", cwd=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    rows = json.loads(stats.stdout)
+    assert [list(row) for row in rows] == [STATS_KEYS, STATS_KEYS]
+    a, b = rows
+    assert (a["respondent"], a["contacts"], a["answered"], a["unanswered"]) == ("a", 1, 1, 0)
+    assert (a["satisfaction_count"], a["satisfaction_avg"], a["commission"]) == (1, 4.0, 20.0)
+    assert (b["respondent"], b["contacts"], b["answered"], b["unanswered"]) == ("b", 1, 0, 1)
+    table = chatroute("stats", "--tenant", "shop-1", cwd=tmp_path)
+    assert table.stdout.splitlines()[0].split() == STATS_KEYS
+
+
+def test_replay_of_a_missing_file_says_so(tmp_path: Path) -> None:
+    result = chatroute("replay", "nope.jsonl", cwd=tmp_path)
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_commands_needing_a_broker_say_which_setting(tmp_path: Path) -> None:
+    result = chatroute("gateway", cwd=tmp_path)
+    assert result.returncode != 0 and "CHATROUTE_AMQP_URL" in result.stderr

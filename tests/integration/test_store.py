@@ -1,0 +1,126 @@
+"""The store on SQLite and PostgreSQL: migrations, the inbox, the outbox, the tenant lock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select
+
+from chatroute import bootstrap, service
+from chatroute.settings import Settings
+from chatroute.store import outbox, tables
+from chatroute.store.outbox import OutgoingMessage
+from tests.builders import Events
+
+
+@pytest.fixture
+def rt(db_url: str) -> Iterator[bootstrap.Runtime]:
+    runtime = bootstrap.build(Settings(database_url=db_url), migrate=True)
+    yield runtime
+    runtime.engine.dispose()
+
+
+def incoming(*events: dict) -> list[service.Incoming]:
+    return [
+        service.Incoming(json.dumps(e).encode(), "application/cloudevents+json") for e in events
+    ]
+
+
+def count(rt: bootstrap.Runtime, table: tables.Table, *where: object) -> int:
+    with rt.engine.connect() as connection:
+        return int(connection.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+
+
+def test_migrations_create_exactly_the_tables_the_code_declares(rt: bootstrap.Runtime) -> None:
+    with rt.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), tables.metadata)
+    assert differences == []
+
+
+def test_migrating_twice_changes_nothing(rt: bootstrap.Runtime) -> None:
+    bootstrap.build(rt.settings, migrate=True).engine.dispose()
+
+
+def test_an_event_seen_again_is_recorded_once_and_nudges_nothing(rt: bootstrap.Runtime) -> None:
+    shop = Events("shop-1")
+    event = shop.event("respondent.updated", respondent="a", groups=["G"], slots=1)
+    assert service.ingest(rt, incoming(event, event)) == {"shop-1"}
+    assert service.ingest(rt, incoming(event)) == set()
+    assert count(rt, tables.inbox) == 1
+
+
+def test_a_rejected_event_is_recorded_so_its_redelivery_decides_nothing(
+    rt: bootstrap.Runtime,
+) -> None:
+    bad = Events("shop-1").event("respondent.updated", respondent="a", groups=["G"], slots=-3)
+    service.ingest(rt, incoming(bad))
+    service.ingest(rt, incoming(bad))
+    assert count(rt, tables.inbox, tables.inbox.c.state == "rejected") == 1
+    # one event.rejected decision and one kept copy of the body
+    with rt.engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                tables.outbox.c.exchange,
+                tables.outbox.c.routing_key,
+                tables.outbox.c.headers,
+                tables.outbox.c.body,
+            )
+        ).all()
+    assert sorted((r.exchange, r.routing_key) for r in rows) == [
+        ("", "chat.events.rejected"),
+        ("chat.decisions", "shop-1.event.rejected"),
+    ]
+    copy = next(r for r in rows if r.exchange == "")
+    assert json.loads(copy.body) == bad
+    assert "data.slots" in copy.headers["x-reject-reason"]
+
+
+def test_a_wrong_content_type_is_rejected(rt: bootstrap.Runtime) -> None:
+    event = Events("shop-1").event("rule.deleted", rule="x")
+    service.ingest(rt, [service.Incoming(json.dumps(event).encode(), "text/xml")])
+    with rt.engine.connect() as connection:
+        body = connection.scalar(select(tables.outbox.c.body).where(tables.outbox.c.exchange != ""))
+    assert "content type 'text/xml'" in json.loads(body)["data"]["reason"]
+
+
+def test_a_relay_that_dies_before_marking_republishes_the_same_ids(rt: bootstrap.Runtime) -> None:
+    shop = Events("shop-1")
+    service.ingest(rt, incoming(shop.event("rule.deleted", rule="nope")))
+    service.apply_tenant(rt, "shop-1")
+    published: list[OutgoingMessage] = []
+
+    def crash_after_publishing(messages: list[OutgoingMessage]) -> None:
+        published.extend(messages)
+        raise ConnectionError("relay died before marking")
+
+    now = datetime.now(UTC)
+    with rt.engine.connect() as connection, pytest.raises(ConnectionError):
+        outbox.relay_once(connection, crash_after_publishing, now)
+    with rt.engine.connect() as connection:
+        outbox.relay_once(connection, published.extend, now)
+        assert outbox.relay_once(connection, published.extend, now) == 0
+    ids = [m.decision_id for m in published]
+    assert len(ids) == 4 and ids[:2] == ids[2:]
+
+
+def test_apply_is_idempotent_and_skips_a_tenant_another_worker_holds(
+    db_url: str, rt: bootstrap.Runtime
+) -> None:
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    shop.start("c1")
+    service.ingest(rt, incoming(*shop.lines))
+    if db_url.startswith("postgresql"):
+        with rt.sessions.begin() as holder:
+            assert service._lock_tenant(holder, "shop-1") is not None
+            assert service.apply_tenant(rt, "shop-1") is False  # skipped, not blocked
+    service.apply_tenant(rt, "shop-1")
+    service.apply_tenant(rt, "shop-1")
+    assert count(rt, tables.inbox, tables.inbox.c.state == "applied") == len(shop.lines)
+    assert count(rt, tables.outbox) == 1
