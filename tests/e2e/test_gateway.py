@@ -42,7 +42,7 @@ def test_bad_and_repeated_events_on_the_real_pipeline(pg_url: str, vhost, tmp_pa
     good = lines(shop.lines[:-1])
     seen: list[tuple[bytes, dict]] = []
     try:
-        pipeline.publish(good + [b"{not json"] + lines([bad]) + good)
+        pipeline.publish([*good, b"{not json", *lines([bad]), *good])
         wait_until(lambda: len(log.decisions) >= 3, 60, "decisions")
         wait_until(lambda: len(seen.extend(kept_bodies(vhost.url)) or seen) >= 2, 30, "kept")
     finally:
