@@ -27,51 +27,100 @@ class Day:
 
     def emit(self, tenant: str, at: datetime, type_: str, **data: object) -> None:
         self.count += 1
-        self.lines.append({
-            "specversion": "1.0", "id": f"{tenant}-{self.count:05d}", "source": f"desk/{tenant}",
-            "type": type_, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "tenant": tenant,
-            "data": data,
-        })
+        self.lines.append(
+            {
+                "specversion": "1.0",
+                "id": f"{tenant}-{self.count:05d}",
+                "source": f"desk/{tenant}",
+                "type": type_,
+                "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "tenant": tenant,
+                "data": data,
+            }
+        )
 
     def configure(self, tenant: str, groups: dict[str, list[str]]) -> None:
         at = DAY
-        self.emit(tenant, at, "tenant.updated", reassign_after_s=3600,
-                  commission={"mode": "percent", "rate": 0.05})
+        self.emit(
+            tenant,
+            at,
+            "tenant.updated",
+            reassign_after_s=3600,
+            commission={"mode": "percent", "rate": 0.05},
+        )
         for priority, group in enumerate(groups):
             prefix = f"https://{tenant}.example/{group.lower()}"
-            self.emit(tenant, at, "rule.updated", rule=f"r-{group.lower()}", group=group,
-                      priority=priority, conditions=[{"attribute": "url", "op": "prefix",
-                                                      "value": prefix}])
+            self.emit(
+                tenant,
+                at,
+                "rule.updated",
+                rule=f"r-{group.lower()}",
+                group=group,
+                priority=priority,
+                conditions=[{"attribute": "url", "op": "prefix", "value": prefix}],
+            )
         for group, people in groups.items():
             for person in people:
-                self.emit(tenant, at, "respondent.updated", respondent=person, groups=[group],
-                          slots=self.random.choice([1, 2, 3]), name=person.title())
-                self.emit(tenant, at + timedelta(minutes=5), "respondent.status",
-                          respondent=person, status="available")
+                self.emit(
+                    tenant,
+                    at,
+                    "respondent.updated",
+                    respondent=person,
+                    groups=[group],
+                    slots=self.random.choice([1, 2, 3]),
+                    name=person.title(),
+                )
+                self.emit(
+                    tenant,
+                    at + timedelta(minutes=5),
+                    "respondent.status",
+                    respondent=person,
+                    status="available",
+                )
 
     def conversation(self, tenant: str, number: int, groups: dict[str, list[str]]) -> None:
         r = self.random
         at = DAY + timedelta(minutes=10 + r.randrange(8 * 60))
         group = r.choice([*groups, "elsewhere"])
         cid = f"{tenant}-c{number:03d}"
-        self.emit(tenant, at, "conversation.started", conversation=cid, visitor=f"v{number}",
-                  attributes={"url": f"https://{tenant}.example/{group.lower()}/p{number}",
-                              "language": r.choice(["fr", "en", "de"])})
+        self.emit(
+            tenant,
+            at,
+            "conversation.started",
+            conversation=cid,
+            visitor=f"v{number}",
+            attributes={
+                "url": f"https://{tenant}.example/{group.lower()}/p{number}",
+                "language": r.choice(["fr", "en", "de"]),
+            },
+        )
         people = groups.get(group, [])
         holder = r.choice(people) if people else None
         at += timedelta(minutes=1)
         self.emit(tenant, at, "message.posted", conversation=cid, author="visitor")
         if holder and r.random() < 0.7:
             at += timedelta(minutes=2)
-            self.emit(tenant, at, "message.posted", conversation=cid, author="respondent",
-                      respondent=holder)
+            self.emit(
+                tenant,
+                at,
+                "message.posted",
+                conversation=cid,
+                author="respondent",
+                respondent=holder,
+            )
         if r.random() < 0.15:
             at += timedelta(minutes=3)
             self.emit(tenant, at, "visitor.presence", conversation=cid, online=False)
         if r.random() < 0.1:
             at += timedelta(minutes=20)
-            self.emit(tenant, at, "conversation.sale", conversation=cid,
-                      amount=round(r.uniform(20, 900), 2), currency="EUR")
+            self.emit(
+                tenant,
+                at,
+                "conversation.sale",
+                conversation=cid,
+                amount=round(r.uniform(20, 900), 2),
+                currency="EUR",
+            )
         if r.random() < 0.15:
             at += timedelta(minutes=5)
             self.emit(tenant, at, "conversation.rated", conversation=cid, score=r.randint(1, 5))

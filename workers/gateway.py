@@ -128,13 +128,28 @@ def relay(
     while not stop.is_set():
         try:
             with rt.engine.connect() as connection:
-                if _hold_relay_lock(connection):
-                    _relay_while_leader(rt, connection, publish, stop)
-                else:
-                    stop.wait(1.0)
+                try:
+                    if _hold_relay_lock(connection):
+                        _relay_while_leader(rt, connection, publish, stop)
+                    else:
+                        stop.wait(1.0)
+                finally:
+                    _release_relay_lock(connection)
         except Exception:
             log.exception("relay_failed")
             stop.wait(1.0)
+
+
+def _release_relay_lock(connection: Any) -> None:
+    # A session lock would outlive this loop on a pooled connection and starve other relays.
+    if connection.dialect.name != "postgresql":
+        return
+    try:
+        connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock_all()"))
+        connection.commit()
+    except Exception:
+        connection.invalidate()
 
 
 def _hold_relay_lock(connection: Any) -> bool:
