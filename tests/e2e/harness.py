@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -67,6 +68,64 @@ class DecisionLog:
         connection.close()
 
     def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Pipeline:
+    """gateway + worker (``processes`` x ``threads``) + sweeper against PostgreSQL."""
+
+    def __init__(
+        self, database_url: str, amqp_url: str, log_dir: Path, processes: int = 4, threads: int = 2
+    ) -> None:
+        self.env = {
+            **os.environ,
+            "CHATROUTE_DATABASE_URL": database_url,
+            "CHATROUTE_AMQP_URL": amqp_url,
+            "CHATROUTE_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.amqp_url = amqp_url
+        self.log_dir = log_dir
+        self.processes = processes
+        self.threads = threads
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _spawn(self, name: str, *args: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "chatroute.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+    def start(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "chatroute.cli", "migrate"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
+        self._spawn("gateway", "gateway")
+        self._spawn(
+            "worker", "worker", "--processes", str(self.processes), "--threads", str(self.threads)
+        )
+        self._spawn("sweeper", "sweeper")
+
+    def worker_pids(self) -> list[int]:
+        """The dramatiq worker processes (grandchildren of ``chatroute worker``)."""
+        out = subprocess.run(
+            ["pgrep", "-f", "dramatiq workers.main"], capture_output=True, text=True
+        ).stdout
+        session = os.getsid(self.children["worker"].pid)
+        pids = [int(p) for p in out.split()]
+        return [p for p in pids if _sid(p) == session and p != self.children["worker"].pid]
+
+    def stop(self) -> None:
         """SIGTERM every process of each child's session, then SIGKILL what is left."""
         sessions = [os.getsid(c.pid) for c in self.children.values() if _sid(c.pid) is not None]
         for child in self.children.values():
@@ -94,7 +153,7 @@ class DecisionLog:
 
 
 def _session_members(sessions: list[int]) -> list[int]:
-    """Processes still alive in ``sessions`` (dramatiq's workers may leave their group)."""
+    """Processes still alive in ``sessions`` (a dramatiq worker may outlive its parent)."""
     members = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and _sid(int(entry.name)) in sessions:
