@@ -73,7 +73,7 @@ def measure(processes: int, threads: int, tenants: int, events: int) -> dict[str
         started = time.monotonic()
         pipeline.publish(bodies, publishers=2)
         published = time.monotonic() - started
-        wait_until(lambda: inbox_states(database)["applied"] == total, 600, "traffic applied")
+        wait_until(lambda: sum(inbox_states(database).values()) == total, 600, "traffic")
         applied = time.monotonic() - started
         wait_until(lambda: len(decisions.decisions) >= expected, 120, "decisions")
         decided = time.monotonic() - started
@@ -84,6 +84,7 @@ def measure(processes: int, threads: int, tenants: int, events: int) -> dict[str
     return {
         "processes": processes,
         "events": len(traffic),
+        "rejected": inbox_states(database)["rejected"],
         "publish_s": published,
         "applied_s": applied,
         "decided_s": decided,

@@ -397,10 +397,11 @@ def _slot_holder(view: TenantView, conversation: Conversation) -> Respondent | N
 def _unplace(view: TenantView, conversation: Conversation) -> None:
     """Remove the conversation's queue entry, pending hold and timers."""
     cid = conversation.conversation_id
-    entry = view.queue_entry(cid)
+    # Its state says where it is (exactly one place), so only that place is looked up.
+    entry = view.queue_entry(cid) if conversation.state == State.QUEUED else None
     if entry is not None:
         view.dequeue(entry)
-    hold = view.hold(cid)
+    hold = view.hold(cid) if conversation.state == State.PENDING else None
     if hold is not None:
         view.remove_hold(hold)
     routing.cancel_timers(view, cid)

@@ -24,6 +24,13 @@ from chatroute.domain.model import (
 from chatroute.store import tables
 
 
+class _Unknown:
+    """Not looked up yet."""
+
+
+UNKNOWN = _Unknown()
+
+
 class SqlTenantView:
     """Reads go through the session's identity map; changes flush with the transaction."""
 
@@ -31,6 +38,19 @@ class SqlTenantView:
         self.session = session
         self.tenant = settings.tenant
         self._settings = settings
+        # Caches for one transaction (this view holds the tenant's lock, so nobody else
+        # writes these rows meanwhile): they spare a query per event on the hot path.
+        self._rules: dict[str, Rule] | None = None
+        self._contacts: dict[str, list[Contact]] = {}
+        self._next_due: datetime | _Unknown | None = UNKNOWN
+        self._rows: dict[type[QueueEntry | PendingHold], int] = {}
+
+    def _count(self, kind: type[QueueEntry | PendingHold]) -> int:
+        """The tenant's queue entries or holds: most serving finds none, and skips a query."""
+        if kind not in self._rows:
+            query = select(func.count()).select_from(kind).where(kind.tenant == self.tenant)
+            self._rows[kind] = int(self.session.scalar(query) or 0)
+        return self._rows[kind]
 
     def settings(self) -> TenantSettings:
         return self._settings
@@ -72,16 +92,24 @@ class SqlTenantView:
 
     # rules
     def rules(self) -> list[Rule]:
-        return list(self.session.scalars(select(Rule).where(Rule.tenant == self.tenant)))
+        return list(self._rules_by_id().values())
 
     def rule(self, rule_id: str) -> Rule | None:
-        return self.session.get(Rule, (self.tenant, rule_id))
+        return self._rules_by_id().get(rule_id)
 
     def add_rule(self, rule: Rule) -> None:
         self.session.add(rule)
+        self._rules_by_id()[rule.rule_id] = rule
 
     def remove_rule(self, rule: Rule) -> None:
         self.session.delete(rule)
+        del self._rules_by_id()[rule.rule_id]
+
+    def _rules_by_id(self) -> dict[str, Rule]:
+        if self._rules is None:
+            rules = self.session.scalars(select(Rule).where(Rule.tenant == self.tenant))
+            self._rules = {rule.rule_id: rule for rule in rules}
+        return self._rules
 
     # conversations
     def conversation(self, conversation_id: str) -> Conversation | None:
@@ -103,13 +131,17 @@ class SqlTenantView:
         return self.session.get(QueueEntry, (self.tenant, conversation_id))
 
     def enqueue(self, entry: QueueEntry) -> None:
+        # Counted before the change: the count's query flushes the session.
+        self._rows[QueueEntry] = self._count(QueueEntry) + 1
         self.session.add(entry)
 
     def dequeue(self, entry: QueueEntry) -> None:
+        # Counted before the change: the count's query flushes the session.
+        self._rows[QueueEntry] = self._count(QueueEntry) - 1
         self.session.delete(entry)
 
     def queue_head(self, groups: Sequence[str]) -> QueueEntry | None:
-        if not groups:
+        if not groups or self._count(QueueEntry) == 0:
             return None
         query = (
             select(QueueEntry)
@@ -132,12 +164,18 @@ class SqlTenantView:
         return self.session.get(PendingHold, (self.tenant, conversation_id))
 
     def add_hold(self, hold: PendingHold) -> None:
+        # Counted before the change: the count's query flushes the session.
+        self._rows[PendingHold] = self._count(PendingHold) + 1
         self.session.add(hold)
 
     def remove_hold(self, hold: PendingHold) -> None:
+        # Counted before the change: the count's query flushes the session.
+        self._rows[PendingHold] = self._count(PendingHold) - 1
         self.session.delete(hold)
 
     def oldest_hold(self, respondent_id: str) -> PendingHold | None:
+        if self._count(PendingHold) == 0:
+            return None
         query = (
             select(PendingHold)
             .where(PendingHold.tenant == self.tenant, PendingHold.respondent == respondent_id)
@@ -148,19 +186,31 @@ class SqlTenantView:
 
     # contacts
     def contacts(self, conversation_id: str) -> list[Contact]:
-        query = select(Contact).where(
-            Contact.tenant == self.tenant, Contact.conversation_id == conversation_id
-        )
-        return list(self.session.scalars(query.order_by(Contact.number)))
+        if conversation_id not in self._contacts:
+            query = select(Contact).where(
+                Contact.tenant == self.tenant, Contact.conversation_id == conversation_id
+            )
+            self._contacts[conversation_id] = list(
+                self.session.scalars(query.order_by(Contact.number))
+            )
+        return list(self._contacts[conversation_id])
 
     def add_contact(self, contact: Contact) -> None:
         self.session.add(contact)
+        self.contacts(contact.conversation_id)
+        known = self._contacts[contact.conversation_id]
+        if contact not in known:
+            known.append(contact)
 
     # durable timers
     def arm_timer(self, timer: Timer) -> None:
         self.session.add(timer)
+        floor = self._earliest_due()
+        self._next_due = timer.due if floor is None else min(floor, timer.due)
 
     def armed_timers(self, conversation_id: str) -> list[Timer]:
+        if self._earliest_due() is None:
+            return []
         query = select(Timer).where(
             Timer.tenant == self.tenant,
             Timer.conversation_id == conversation_id,
@@ -169,10 +219,25 @@ class SqlTenantView:
         return list(self.session.scalars(query.order_by(Timer.due, Timer.timer_id)))
 
     def due_timers(self, upto: datetime) -> list[Timer]:
+        floor = self._earliest_due()
+        if floor is None or floor > upto:
+            return []
         query = select(Timer).where(
             Timer.state == TimerState.ARMED, Timer.tenant == self.tenant, Timer.due <= upto
         )
-        return list(self.session.scalars(query.order_by(Timer.due, Timer.timer_id)))
+        due = list(self.session.scalars(query.order_by(Timer.due, Timer.timer_id)))
+        self._next_due = UNKNOWN  # the caller fires these: ask again next time
+        return due
+
+    def _earliest_due(self) -> datetime | None:
+        """The earliest due time of the tenant's armed timers (earlier is harmless: it only
+        costs a query), or None when there is none."""
+        if isinstance(self._next_due, _Unknown):
+            query = select(func.min(Timer.due)).where(
+                Timer.state == TimerState.ARMED, Timer.tenant == self.tenant
+            )
+            self._next_due = self.session.scalar(query)
+        return self._next_due
 
 
 def sync_memberships(session: Session, _context: object, _instances: object) -> None:

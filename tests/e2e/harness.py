@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,11 @@ class Pipeline:
             os.kill(pid, signal.SIGKILL)
 
     def publish(self, bodies: list[bytes], publishers: int = 1) -> None:
-        """Publish ``bodies``; with several publishers, each takes an interleaved share."""
-        shares = [bodies[i::publishers] for i in range(publishers)]
+        """Publish ``bodies`` from ``publishers`` connections at once. Each conversation's
+        events go through one publisher, in order, as a frontend sends them."""
+        shares: list[list[bytes]] = [[] for _ in range(publishers)]
+        for body in bodies:
+            shares[zlib.crc32(_conversation_key(body)) % publishers].append(body)
         threads = [
             threading.Thread(target=publish_bodies, args=(share, self.amqp_url)) for share in shares
         ]
@@ -150,6 +154,14 @@ class Pipeline:
             thread.start()
         for thread in threads:
             thread.join()
+
+
+def _conversation_key(body: bytes) -> bytes:
+    try:
+        event = json.loads(body)
+        return f"{event['tenant']}/{event['data'].get('conversation', '')}".encode()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return b""
 
 
 def _session_members(sessions: list[int]) -> list[int]:

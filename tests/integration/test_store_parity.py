@@ -77,6 +77,18 @@ def in_sql(rt: bootstrap.Runtime, steps: list[tuple[int, Command, int | None]]) 
     return steps_outcomes(run, steps)
 
 
+def in_one_transaction(
+    rt: bootstrap.Runtime, steps: list[tuple[int, Command, int | None]]
+) -> list[Outcome]:
+    """All steps through one view, as a worker applies a batch: its caches must stay true."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    with rt.sessions.begin() as session:
+        settings = TenantSettings(tenant)
+        session.add(settings)
+        view = SqlTenantView(session, settings)
+        return steps_outcomes(lambda apply: apply(view), steps)
+
+
 @pytest.fixture
 def runtime(db_url: str) -> Iterator[bootstrap.Runtime]:
     rt = bootstrap.build(Settings(database_url=db_url), migrate=True)
@@ -90,3 +102,13 @@ def runtime(db_url: str) -> Iterator[bootstrap.Runtime]:
 @given(steps=STEPS)
 def test_sql_store_decides_as_the_memory_view(runtime: bootstrap.Runtime, steps: list) -> None:
     assert in_sql(runtime, steps) == in_memory(steps)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=STEPS)
+def test_one_long_transaction_decides_as_the_memory_view(
+    runtime: bootstrap.Runtime, steps: list
+) -> None:
+    assert in_one_transaction(runtime, steps) == in_memory(steps)
