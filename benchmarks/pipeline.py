@@ -48,6 +48,11 @@ def workload(tenants: int, events: int) -> tuple[list[dict[str, Any]], list[dict
     return setup, traffic, decisions
 
 
+def _settled(database: str, total: int) -> bool:
+    states = inbox_states(database)
+    return states["new"] == 0 and sum(states.values()) == total
+
+
 def fresh_database() -> str:
     name = f"chatroute_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -73,7 +78,7 @@ def measure(processes: int, threads: int, tenants: int, events: int) -> dict[str
         started = time.monotonic()
         pipeline.publish(bodies, publishers=2)
         published = time.monotonic() - started
-        wait_until(lambda: sum(inbox_states(database).values()) == total, 600, "traffic")
+        wait_until(lambda: _settled(database, total), 600, "traffic applied")
         applied = time.monotonic() - started
         wait_until(lambda: len(decisions.decisions) >= expected, 120, "decisions")
         decided = time.monotonic() - started

@@ -181,8 +181,10 @@ def _ensure_tenants(session: Session, tenants_seen: set[str]) -> None:
 def apply_tenant(rt: Runtime, tenant: str, *, final: bool = False) -> bool:
     """Apply ``tenant``'s unapplied events in arrival order, under the tenant's lock.
 
-    Returns True when a full batch was applied and more may be waiting. ``final`` (end of a
-    replay) rejects events still waiting for an unknown conversation instead of keeping them.
+    Returns True when more events may be waiting: a full batch was applied, or events
+    arrived meanwhile. A nudge that found the tenant locked was dropped: the lock's holder
+    checks for such events after committing, so none waits for the sweeper. ``final`` (end of
+    a replay) rejects events still waiting for an unknown conversation instead of keeping them.
     """
     now = rt.clock.now()
     limit = rt.settings.batch_size
@@ -196,7 +198,10 @@ def apply_tenant(rt: Runtime, tenant: str, *, final: bool = False) -> bool:
         if len(rows) < limit:
             run.fire_due(now)
         _finish(session, run)
-    return progressed and len(rows) == limit
+    if len(rows) == limit:
+        return progressed
+    with rt.sessions.begin() as session:
+        return inbox.has_newer(session, tenant, rows[-1].seq if rows else 0)
 
 
 def _lock_tenant(session: Session, tenant: str) -> TenantSettings | None:

@@ -84,6 +84,13 @@ def unapplied(session: Session, tenant: str, limit: int) -> list[InboxRow]:
     return [InboxRow(*row) for row in session.execute(query)]
 
 
+def has_newer(session: Session, tenant: str, seq: int) -> bool:
+    """Whether ``tenant`` has an unapplied event that arrived after ``seq``."""
+    c = tables.inbox.c
+    query = select(c.seq).where(c.state == NEW, c.tenant == tenant, c.seq > seq).limit(1)
+    return session.execute(query).first() is not None
+
+
 def mark(session: Session, seq: int, state: str, at: datetime, reason: str | None = None) -> None:
     c = tables.inbox.c
     session.execute(
