@@ -1,0 +1,76 @@
+"""Durable timers on the real pipeline: they fire once each, also across worker crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.builders import Events
+from tests.e2e.harness import DecisionLog, Pipeline, lines, wait_until
+from tests.e2e.test_pipeline import vhost  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.services
+
+HOLDS = 40
+REASSIGN_AFTER_S = 4
+
+
+def test_reassignment_timers_fire_once_each_while_workers_are_killed(
+    pg_url: str,
+    vhost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Given holds for an unavailable respondent, due for reassignment in a few seconds
+    pipeline = Pipeline(pg_url, vhost.url, tmp_path, processes=2, threads=2)
+    log = DecisionLog(vhost.url)
+    pipeline.start()
+    shop = Events("shop-1", now=datetime.now(UTC), step=timedelta(milliseconds=1))
+    shop.event("tenant.updated", reassign_after_s=REASSIGN_AFTER_S)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=HOLDS)
+    shop.respondent("b", ["G"], slots=HOLDS, available=False)
+    for n in range(HOLDS):
+        shop.start(f"c{n:02d}")
+        shop.event(
+            "conversation.transferred",
+            conversation=f"c{n:02d}",
+            respondent="a",
+            to_respondent="b",
+            comment="billing",
+        )
+    try:
+        pipeline.publish(lines(shop.lines))
+        wait_until(lambda: pending(log) == HOLDS, 60, "pending holds")
+        # When every worker process is killed before the timers are due, and comes back late
+        wait_until(lambda: len(pipeline.worker_pids()) >= 2, 30, "worker processes")
+        for pid in pipeline.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(REASSIGN_AFTER_S + 1)
+        wait_until(lambda: reassigned(log) >= HOLDS, 60, "reassignments")
+        time.sleep(3)  # a second firing would show up by now
+    finally:
+        pipeline.stop()
+        log.stop()
+    # Then each hold was reassigned exactly once, to another member of the group
+    causes = Counter(
+        d["data"]["conversation"] for d in log.decisions if d["data"].get("cause") == "reassign"
+    )
+    assert len(causes) == HOLDS and set(causes.values()) == {1}
+    assert max(Counter(d["id"] for d in log.decisions).values()) == 1
+    assert {
+        d["data"]["respondent"] for d in log.decisions if d["data"].get("cause") == "reassign"
+    } == {"a"}
+
+
+def pending(log: DecisionLog) -> int:
+    return sum(1 for d in log.decisions if d["type"] == "conversation.pending")
+
+
+def reassigned(log: DecisionLog) -> int:
+    return sum(1 for d in log.decisions if d["data"].get("cause") == "reassign")
