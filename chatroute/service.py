@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from chatroute import logs
 from chatroute.bootstrap import Runtime
 from chatroute.domain import lifecycle
-from chatroute.domain.model import Decision, TenantSettings, TimerState
+from chatroute.domain.model import Decision, TenantSettings, Timer, TimerState
 from chatroute.errors import InvalidEvent, Rejected, UnknownConversation
 from chatroute.store import inbox, outbox, tables
 from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
@@ -186,13 +188,25 @@ def apply_tenant(rt: Runtime, tenant: str, *, final: bool = False) -> bool:
     checks for such events after committing, so none waits for the sweeper. ``final`` (end of
     a replay) rejects events still waiting for an unknown conversation instead of keeping them.
     """
+    try:
+        return _apply_batch(rt, tenant, final, careful=False)
+    except DBAPIError:
+        raise  # the database's trouble: the actor retries the whole batch later
+    except Exception:
+        # A bug on some event or timer must not stall the tenant: find it and set it aside.
+        log.exception("batch_failed", tenant=tenant)
+        return _apply_batch(rt, tenant, final, careful=True)
+
+
+def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> bool:
     now = rt.clock.now()
     limit = rt.settings.batch_size
     with rt.sessions.begin() as session:
         settings = _lock_tenant(session, tenant)
         if settings is None:
             return False
-        run = _Run(SqlTenantView(session, settings), DecisionWriter(now), now, rt, final)
+        view = SqlTenantView(session, settings)
+        run = _Run(view, DecisionWriter(now), now, rt, final, careful=careful)
         rows = inbox.unapplied(session, tenant, limit)
         progressed = run.apply_rows(rows)
         if len(rows) < limit:
@@ -226,6 +240,7 @@ class _Run:
     now: datetime
     rt: Runtime
     final: bool
+    careful: bool = False
     applied: list[int] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
@@ -268,7 +283,10 @@ class _Run:
             "conversation": row.conversation_id,
         }
         try:
-            decisions = lifecycle.handle(self.view, to_command(event), event.time)
+            with self._isolated():
+                decisions = lifecycle.handle(self.view, to_command(event), event.time)
+        except _Bug as bug:
+            self._reject(row, f"internal error ({bug.__cause__!r}); event set aside")
         except UnknownConversation as error:
             if self._may_wait(row):
                 log.info("event_waits_for_conversation", **bound)
@@ -296,8 +314,35 @@ class _Run:
         """Fire the tenant's timers due at or before ``upto``, by (due, timer id)."""
         while timers := self.view.due_timers(upto):
             for timer in timers:
-                if timer.state != TimerState.ARMED:
-                    continue
+                if timer.state == TimerState.ARMED:
+                    self._fire(timer)
+
+    def _fire(self, timer: Timer) -> None:
+        try:
+            with self._isolated():
                 decisions = lifecycle.fire(self.view, timer, timer.due)
-                timer.state = TimerState.FIRED
-                self.writer.add(self.view.tenant, f"timer:{timer.timer_id}", timer.due, decisions)
+        except _Bug:
+            timer.state = TimerState.FAILED
+            log.error("timer_failed", timer=timer.timer_id, conversation=timer.conversation_id)
+            return
+        timer.state = TimerState.FIRED
+        self.writer.add(self.view.tenant, f"timer:{timer.timer_id}", timer.due, decisions)
+
+    @contextmanager
+    def _isolated(self) -> Iterator[None]:
+        """In careful mode, run in a savepoint and turn a bug into ``_Bug`` (rolled back)."""
+        if not self.careful:
+            yield
+            return
+        try:
+            with self.view.session.begin_nested():
+                yield
+        except (Rejected, DBAPIError):
+            raise
+        except Exception as error:
+            log.error("event_or_timer_failed", error=repr(error), exc_info=True)
+            raise _Bug from error
+
+
+class _Bug(Exception):
+    """An unexpected exception while applying one event or timer (careful mode only)."""

@@ -30,6 +30,7 @@ class TimerState:
     ARMED = "armed"
     FIRED = "fired"
     CANCELLED = "cancelled"
+    FAILED = "failed"  # its firing raised an unexpected error; set aside, logged
 
 
 @dataclass

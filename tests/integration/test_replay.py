@@ -298,3 +298,31 @@ def test_timers_fire_by_until_after_the_last_event(tmp_path: Path, shop: Events)
         "conversation.woken",
         "conversation.assigned",
     ]
+
+
+def test_an_event_that_hits_a_bug_is_set_aside_and_the_tenant_goes_on(
+    tmp_path: Path, shop: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a handler bug that strikes one event
+    from chatroute.domain import lifecycle
+
+    real_handle = lifecycle.handle
+
+    def buggy(view: Any, command: Any, now: Any) -> Any:
+        if getattr(command, "visitor", None) == "v-poison":
+            raise ZeroDivisionError("a bug")
+        return real_handle(view, command, now)
+
+    monkeypatch.setattr(lifecycle, "handle", buggy)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=2)
+    shop.start("c1")
+    shop.start("poison")
+    shop.start("c2")
+    # When the events are applied together, then the bug's event is rejected, the rest decided
+    decisions = brief(run(tmp_path, jsonl(shop.lines)))
+    assert decisions[:2] == [
+        ("conversation.assigned", "c1", "a"),
+        ("event.rejected", None, "internal error (ZeroDivisionError('a bug')); event set aside"),
+    ]
+    assert decisions[2:] == [("conversation.assigned", "c2", "a")]
