@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     stats.set_defaults(run=_stats)
 
+    history = sub.add_parser("history", help="one conversation's timeline, as JSON")
+    history.add_argument("--db")
+    history.add_argument("--tenant", required=True)
+    history.add_argument("--conversation", required=True)
+    history.set_defaults(run=_history)
+
     gateway = sub.add_parser("gateway", help="consume chat.events and relay decisions")
     gateway.add_argument("--db")
     gateway.add_argument("--amqp", help="AMQP URL (default $CHATROUTE_AMQP_URL)")
@@ -101,6 +107,22 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     rt = bootstrap.build(settings, migrate=True)
     rows = respondent_rows(rt, args.tenant)
     print(json.dumps(rows, indent=2) if args.json else render_table(rows))
+    return 0
+
+
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.history import timeline
+
+    rt = bootstrap.build(settings, migrate=True)
+    entries = timeline(rt, args.tenant, args.conversation)
+    if not entries:
+        print(
+            f"chatroute history: no conversation {args.conversation!r} in tenant {args.tenant!r}",
+            file=sys.stderr,
+        )
+        return 1
+    document = {"tenant": args.tenant, "conversation": args.conversation, "timeline": entries}
+    print(json.dumps(document, indent=2))
     return 0
 
 

@@ -214,10 +214,13 @@ outbox = Table(
     Column("tenant", Id, nullable=False),
     Column("exchange", String(100), nullable=False),
     Column("routing_key", String(300), nullable=False),
+    # The decision's conversation, for ``chatroute history``.
+    Column("conversation_id", Id),
     Column("body", LargeBinary, nullable=False),
     Column("headers", JSON),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    Index("ix_outbox_conversation", "tenant", "conversation_id"),
     Index(
         "ix_outbox_unsent",
         "seq",

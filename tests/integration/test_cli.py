@@ -6,9 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
-from tests.builders import Events, jsonl
+from tests.builders import Events, jsonl, rfc3339
 
 ROOT = Path(__file__).resolve().parents[2]
 STATS_KEYS = [
@@ -87,3 +88,56 @@ def test_replay_of_a_missing_file_says_so(tmp_path: Path) -> None:
 def test_commands_needing_a_broker_say_which_setting(tmp_path: Path) -> None:
     result = chatroute("gateway", cwd=tmp_path)
     assert result.returncode != 0 and "CHATROUTE_AMQP_URL" in result.stderr
+
+
+def test_history_shows_snoozes_and_reopenings_in_order(tmp_path: Path) -> None:
+    # Given a conversation snoozed until the visitor replies, who then replies
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    shop.start("c1")
+    shop.event("message.posted", conversation="c1", author="respondent", respondent="a")
+    shop.event("conversation.snoozed", conversation="c1", respondent="a")
+    shop.later(minutes=45)
+    shop.event("message.posted", conversation="c1", author="visitor")
+    shop.start("c2")
+    (tmp_path / "events.jsonl").write_bytes(jsonl(shop.lines))
+    assert chatroute("replay", "events.jsonl", cwd=tmp_path).returncode == 0
+    # When its history is asked for
+    result = chatroute("history", "--tenant", "shop-1", "--conversation", "c1", cwd=tmp_path)
+    # Then it lists events and decisions in order, marking the snooze and the reopening
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(result.stdout)["timeline"]
+    assert [(e["kind"], e["type"], e.get("mark")) for e in entries] == [
+        ("event", "conversation.started", None),
+        ("decision", "conversation.assigned", None),
+        ("event", "message.posted", None),
+        ("event", "conversation.snoozed", None),
+        ("decision", "conversation.snoozed", "snoozed"),
+        ("event", "message.posted", None),
+        ("decision", "conversation.woken", "reopened"),
+        ("decision", "conversation.assigned", None),
+    ]
+    missing = chatroute("history", "--tenant", "shop-1", "--conversation", "nope", cwd=tmp_path)
+    assert missing.returncode == 1 and "no conversation 'nope'" in missing.stderr
+
+
+def test_history_places_timer_decisions_before_later_events(tmp_path: Path) -> None:
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    shop.start("c1")
+    until = shop.now + timedelta(hours=1)
+    shop.event("conversation.snoozed", conversation="c1", respondent="a", until=rfc3339(until))
+    shop.later(hours=2)
+    shop.event("conversation.closed", conversation="c1")
+    (tmp_path / "events.jsonl").write_bytes(jsonl(shop.lines))
+    assert chatroute("replay", "events.jsonl", cwd=tmp_path).returncode == 0
+    result = chatroute("history", "--tenant", "shop-1", "--conversation", "c1", cwd=tmp_path)
+    entries = json.loads(result.stdout)["timeline"]
+    assert [(e["type"], e.get("mark")) for e in entries][-3:] == [
+        ("conversation.woken", "reopened"),
+        ("conversation.assigned", None),
+        ("conversation.closed", None),
+    ]
+    assert entries[-3]["cause"].startswith("timer:")

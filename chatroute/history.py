@@ -1,0 +1,95 @@
+"""``chatroute history``: one conversation's timeline, events and decisions in the order they
+happened, with its snoozes and reopenings marked, so a respondent sees what came before."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from chatroute.amqp import DECISIONS_EXCHANGE
+from chatroute.bootstrap import Runtime
+from chatroute.store import inbox, tables
+from schemas.decisions import format_time
+
+MARKS = {"conversation.snoozed": "snoozed", "conversation.woken": "reopened"}
+
+
+def timeline(rt: Runtime, tenant: str, conversation: str) -> list[dict[str, Any]]:
+    """Events (applied or rejected), each followed by what it decided; timer decisions come
+    before the first event later than them."""
+    with rt.sessions.begin() as session:
+        events = [_event(row) for row in session.execute(_events_query(tenant, conversation))]
+        decisions = [
+            _decision(row) for row in session.execute(_decisions_query(tenant, conversation))
+        ]
+    caused: dict[str, list[dict[str, Any]]] = {}
+    timed: list[dict[str, Any]] = []
+    for decision in decisions:
+        if decision["cause"].startswith("timer:"):
+            timed.append(decision)
+        else:
+            caused.setdefault(decision["cause"], []).append(decision)
+    entries: list[dict[str, Any]] = []
+    for event in events:
+        while timed and _instant(timed[0]) <= _instant(event):
+            entries.append(timed.pop(0))
+        entries += [event, *caused.get(event["id"], [])]
+    return entries + timed
+
+
+def _events_query(tenant: str, conversation: str) -> Any:
+    c = tables.inbox.c
+    return (
+        select(c.event_id, c.type, c.event_time, c.body, c.state, c.reason)
+        .where(c.tenant == tenant, c.conversation_id == conversation, c.state != inbox.NEW)
+        .order_by(c.seq)
+    )
+
+
+def _decisions_query(tenant: str, conversation: str) -> Any:
+    c = tables.outbox.c
+    return (
+        select(c.body)
+        .where(
+            c.tenant == tenant,
+            c.conversation_id == conversation,
+            c.exchange == DECISIONS_EXCHANGE,
+        )
+        .order_by(c.seq)
+    )
+
+
+def _event(row: Any) -> dict[str, Any]:
+    data = json.loads(row.body)["data"]
+    entry = {
+        "at": format_time(row.event_time),
+        "kind": "event",
+        "type": row.type,
+        "id": row.event_id,
+        "data": data,
+    }
+    if row.state == inbox.REJECTED:
+        entry["rejected"] = row.reason
+    return entry
+
+
+def _decision(row: Any) -> dict[str, Any]:
+    decision = json.loads(row.body)
+    entry = {
+        "at": decision["time"],
+        "kind": "decision",
+        "type": decision["type"],
+        "id": decision["id"],
+        "cause": decision["causationid"],
+        "data": decision["data"],
+    }
+    if decision["type"] in MARKS:
+        entry["mark"] = MARKS[decision["type"]]
+    return entry
+
+
+def _instant(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
