@@ -112,10 +112,20 @@ class Pipeline:
             cwd=ROOT,
         )
         self._spawn("gateway", "gateway")
+        self.start_workers()
+        self._spawn("sweeper", "sweeper")
+
+    def kill_workers(self) -> None:
+        """SIGKILL ``chatroute worker`` and every process it started: all workers are down."""
+        worker = self.children.pop("worker")
+        for pid in _session_members([os.getsid(worker.pid)]):
+            os.kill(pid, signal.SIGKILL)
+        worker.wait(10)
+
+    def start_workers(self) -> None:
         self._spawn(
             "worker", "worker", "--processes", str(self.processes), "--threads", str(self.threads)
         )
-        self._spawn("sweeper", "sweeper")
 
     def worker_pids(self) -> list[int]:
         """The dramatiq worker processes (grandchildren of ``chatroute worker``)."""

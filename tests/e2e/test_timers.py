@@ -6,13 +6,14 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.builders import Events
-from tests.e2e.harness import DecisionLog, Pipeline, lines, wait_until
+from tests.builders import Events, rfc3339
+from tests.e2e.harness import DecisionLog, Pipeline, lines, rabbitmqctl, wait_until
 from tests.e2e.test_pipeline import vhost  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.services
@@ -74,3 +75,56 @@ def pending(log: DecisionLog) -> int:
 
 def reassigned(log: DecisionLog) -> int:
     return sum(1 for d in log.decisions if d["data"].get("cause") == "reassign")
+
+
+@pytest.fixture
+def short_consumer_timeout() -> Iterator[None]:
+    """RabbitMQ closes a channel holding an unacked message longer than this (default 30 min)."""
+    rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 15000).")
+    yield
+    rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 1800000).")
+
+
+def test_timers_of_several_hops_fire_once_with_a_short_consumer_timeout_and_workers_down(
+    pg_url: str,
+    vhost,  # noqa: F811
+    tmp_path: Path,
+    short_consumer_timeout: None,
+) -> None:
+    # Given a's conversations snoozed for 20 s while a goes away: each wakes (hop 1), waits
+    # pending for a (hop 2) and is reassigned to b 15 s later (hop 3)
+    pipeline = Pipeline(pg_url, vhost.url, tmp_path, processes=2, threads=2)
+    log = DecisionLog(vhost.url)
+    pipeline.start()
+    shop = Events("shop-1", now=datetime.now(UTC), step=timedelta(milliseconds=1))
+    shop.event("tenant.updated", reassign_after_s=15)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=10)
+    shop.respondent("b", ["G"], slots=10, available=False)
+    until = rfc3339(shop.now + timedelta(seconds=20))
+    for n in range(10):
+        shop.start(f"c{n}")
+        shop.event("conversation.snoozed", conversation=f"c{n}", respondent="a", until=until)
+    shop.event("respondent.status", respondent="b", status="available")
+    shop.event("respondent.status", respondent="a", status="unavailable")
+    try:
+        pipeline.publish(lines(shop.lines))
+        wait_until(lambda: count(log, "conversation.snoozed") == 10, 30, "snoozes")
+        # When every worker is down past the wake time (timers overdue), then comes back
+        pipeline.kill_workers()
+        time.sleep(25)
+        pipeline.start_workers()
+        wait_until(lambda: reassigned(log) >= 10, 90, "reassignments")
+        time.sleep(20)  # past consumer_timeout: a held message would have killed a channel
+    finally:
+        pipeline.stop()
+        log.stop()
+    # Then every hop fired exactly once per conversation
+    for kind in ("conversation.woken", "conversation.pending"):
+        assert count(log, kind) == 10, kind
+    assert reassigned(log) == 10
+    assert max(Counter(d["id"] for d in log.decisions).values()) == 1
+
+
+def count(log: DecisionLog, kind: str) -> int:
+    return sum(1 for d in log.decisions if d["type"] == kind)
