@@ -208,6 +208,7 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
         view = SqlTenantView(session, settings)
         run = _Run(view, DecisionWriter(now), now, rt, final, careful=careful)
         rows = inbox.unapplied(session, tenant, limit)
+        view.prefetch({row.conversation_id for row in rows if row.conversation_id})
         progressed = run.apply_rows(rows)
         if len(rows) < limit:
             run.fire_due(now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ class SqlTenantView:
         # writes these rows meanwhile): they spare a query per event on the hot path.
         self._rules: dict[str, Rule] | None = None
         self._contacts: dict[str, list[Contact]] = {}
+        self._timers: dict[str, list[Timer]] = {}
         self._next_due: datetime | _Unknown | None = UNKNOWN
         self._rows: dict[type[QueueEntry | PendingHold], int] = {}
 
@@ -207,16 +208,47 @@ class SqlTenantView:
         self.session.add(timer)
         floor = self._earliest_due()
         self._next_due = timer.due if floor is None else min(floor, timer.due)
+        if timer.conversation_id in self._timers:
+            self._timers[timer.conversation_id].append(timer)
 
     def armed_timers(self, conversation_id: str) -> list[Timer]:
+        if conversation_id not in self._timers:
+            self._load_timers([conversation_id])
+        armed = [t for t in self._timers[conversation_id] if t.state == TimerState.ARMED]
+        return sorted(armed, key=lambda t: (t.due, t.timer_id))
+
+    def _load_timers(self, conversation_ids: Collection[str]) -> None:
+        """Cache the armed timers of ``conversation_ids`` (later arming appends to it)."""
+        for cid in conversation_ids:
+            self._timers[cid] = []
         if self._earliest_due() is None:
-            return []
+            return
         query = select(Timer).where(
             Timer.tenant == self.tenant,
-            Timer.conversation_id == conversation_id,
+            Timer.conversation_id.in_(list(conversation_ids)),
             Timer.state == TimerState.ARMED,
         )
-        return list(self.session.scalars(query.order_by(Timer.due, Timer.timer_id)))
+        for timer in self.session.scalars(query):
+            self._timers[timer.conversation_id].append(timer)
+
+    def prefetch(self, conversation_ids: Collection[str]) -> None:
+        """Load these conversations, their contacts and timers in three queries, so applying
+        their events finds them in memory (no query, hence no flush, per event)."""
+        ids = [cid for cid in conversation_ids if cid not in self._contacts]
+        if not ids:
+            return
+        query = select(Conversation).where(
+            Conversation.tenant == self.tenant, Conversation.conversation_id.in_(ids)
+        )
+        list(self.session.scalars(query))
+        contacts = select(Contact).where(
+            Contact.tenant == self.tenant, Contact.conversation_id.in_(ids)
+        )
+        grouped: dict[str, list[Contact]] = {cid: [] for cid in ids}
+        for contact in self.session.scalars(contacts.order_by(Contact.number)):
+            grouped[contact.conversation_id].append(contact)
+        self._contacts.update(grouped)
+        self._load_timers([cid for cid in ids if cid not in self._timers])
 
     def due_timers(self, upto: datetime) -> list[Timer]:
         floor = self._earliest_due()
@@ -226,6 +258,7 @@ class SqlTenantView:
             Timer.state == TimerState.ARMED, Timer.tenant == self.tenant, Timer.due <= upto
         )
         due = list(self.session.scalars(query.order_by(Timer.due, Timer.timer_id)))
+        self.prefetch({timer.conversation_id for timer in due})
         self._next_due = UNKNOWN  # the caller fires these: ask again next time
         return due
 
