@@ -29,10 +29,10 @@ def due_tenants(rt: Runtime) -> set[str]:
     """Tenants with a timer due now, or an event received a while ago and still unapplied."""
     now = rt.clock.now()
     t = tables.timers.c
-    with rt.sessions.begin() as session:
+    with rt.engine.connect() as connection:
         query = select(t.tenant).where(t.state == TimerState.ARMED, t.due <= now).distinct()
-        timers_due = set(session.scalars(query))
-        return timers_due | set(inbox.tenants_waiting(session, now - WAITING_AFTER))
+        timers_due = set(connection.scalars(query))
+        return timers_due | set(inbox.tenants_waiting(connection, now - WAITING_AFTER))
 
 
 def sweep_once(rt: Runtime, nudge: Callable[[str], object]) -> int:

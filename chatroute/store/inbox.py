@@ -106,8 +106,8 @@ def mark_applied(session: Session, seqs: list[int], at: datetime) -> None:
         )
 
 
-def tenants_waiting(session: Session, older_than: datetime) -> list[str]:
+def tenants_waiting(connection: Connection | Session, older_than: datetime) -> list[str]:
     """Tenants with an event received before ``older_than`` and still unapplied."""
     c = tables.inbox.c
     query = select(c.tenant).where(c.state == NEW, c.received_at <= older_than).distinct()
-    return list(session.scalars(query))
+    return list(connection.scalars(query))
