@@ -43,6 +43,9 @@ class SqlTenantView:
         self._rules: dict[str, Rule] | None = None
         self._contacts: dict[str, list[Contact]] = {}
         self._timers: dict[str, list[Timer]] = {}
+        # The session's identity map holds objects weakly: keep what was read for this batch
+        # so a second look finds it in memory rather than in the database.
+        self._held: list[object] = []
         self._next_due: datetime | _Unknown | None = UNKNOWN
         self._rows: dict[type[QueueEntry | PendingHold], int] = {}
 
@@ -62,7 +65,10 @@ class SqlTenantView:
 
     # respondents
     def respondent(self, respondent_id: str) -> Respondent | None:
-        return self.session.get(Respondent, (self.tenant, respondent_id))
+        found = self.session.get(Respondent, (self.tenant, respondent_id))
+        if found is not None:
+            self._held.append(found)
+        return found
 
     def add_respondent(self, respondent: Respondent) -> None:
         self.session.add(respondent)
@@ -240,7 +246,7 @@ class SqlTenantView:
         query = select(Conversation).where(
             Conversation.tenant == self.tenant, Conversation.conversation_id.in_(ids)
         )
-        list(self.session.scalars(query))
+        self._held.extend(self.session.scalars(query))
         contacts = select(Contact).where(
             Contact.tenant == self.tenant, Contact.conversation_id.in_(ids)
         )
