@@ -157,7 +157,11 @@ def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
     from workers import routing, timers
 
     rt = bootstrap.install(bootstrap.build(settings))
-    timers.run(rt, routing.apply_tenant.send, _stop_on_signals())
+
+    def nudge(tenant: str, delay_s: float) -> None:
+        routing.apply_tenant.send_with_options(args=(tenant,), delay=int(delay_s * 1000))
+
+    timers.run(rt, nudge, _stop_on_signals())
     return 0
 
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from chatroute import logs
 from chatroute.bootstrap import Runtime
@@ -25,29 +25,47 @@ log = logs.get("chatroute.sweeper")
 WAITING_AFTER = timedelta(seconds=1)
 
 
-def due_tenants(rt: Runtime) -> set[str]:
-    """Tenants with a timer due now, or an event received a while ago and still unapplied."""
+def due_tenants(rt: Runtime, lookahead: timedelta = timedelta(0)) -> dict[str, float]:
+    """Tenants to nudge, with how many seconds from now: timers due by ``now + lookahead``
+    (at their earliest due time), and events received a while ago still unapplied (now)."""
     now = rt.clock.now()
     t = tables.timers.c
     with rt.engine.connect() as connection:
-        query = select(t.tenant).where(t.state == TimerState.ARMED, t.due <= now).distinct()
-        timers_due = set(connection.scalars(query))
-        return timers_due | set(inbox.tenants_waiting(connection, now - WAITING_AFTER))
+        query = (
+            select(t.tenant, func.min(t.due))
+            .where(t.state == TimerState.ARMED, t.due <= now + lookahead)
+            .group_by(t.tenant)
+        )
+        wait = {
+            tenant: max(0.0, (due - now).total_seconds())
+            for tenant, due in connection.execute(query)
+        }
+        for tenant in inbox.tenants_waiting(connection, now - WAITING_AFTER):
+            wait[tenant] = 0.0
+    return wait
 
 
-def sweep_once(rt: Runtime, nudge: Callable[[str], object]) -> int:
-    tenants = due_tenants(rt)
-    for tenant in sorted(tenants):
-        nudge(tenant)
+def sweep_once(
+    rt: Runtime, nudge: Callable[[str, float], object], lookahead: timedelta = timedelta(0)
+) -> int:
+    """Nudge each tenant with due work; ``nudge(tenant, delay_s)`` may deliver it later."""
+    tenants = due_tenants(rt, lookahead)
+    for tenant, delay_s in sorted(tenants.items()):
+        nudge(tenant, delay_s)
     return len(tenants)
 
 
-def run(rt: Runtime, nudge: Callable[[str], object], stop: threading.Event) -> None:
-    """Sweep every ``sweep_interval_s`` until ``stop`` is set; errors are logged, not fatal."""
-    log.info("sweeper_started", interval_s=rt.settings.sweep_interval_s)
+def run(rt: Runtime, nudge: Callable[[str, float], object], stop: threading.Event) -> None:
+    """Sweep every ``sweep_interval_s`` until ``stop`` is set; errors are logged, not fatal.
+
+    A timer due before the next sweep is nudged now with a short delay, so it fires on
+    time rather than up to one interval late (the delay is a hint; the row is the truth).
+    """
+    interval = rt.settings.sweep_interval_s
+    log.info("sweeper_started", interval_s=interval)
     while not stop.is_set():
         try:
-            sweep_once(rt, nudge)
+            sweep_once(rt, nudge, timedelta(seconds=interval))
         except Exception:
             log.exception("sweep_failed")
-        stop.wait(rt.settings.sweep_interval_s)
+        stop.wait(interval)
