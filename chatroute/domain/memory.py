@@ -126,10 +126,6 @@ class InMemoryTenantView:
         own.append(contact)
         own.sort(key=lambda c: c.number)
 
-    def all_contacts(self) -> list[Contact]:
-        """Every contact of the tenant, by (conversation, number): the stats' input."""
-        return [c for cid in sorted(self.contacts_by_conversation) for c in self.contacts(cid)]
-
     # durable timers
     def arm_timer(self, timer: Timer) -> None:
         self.timers[timer.timer_id] = timer
