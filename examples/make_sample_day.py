@@ -81,7 +81,8 @@ class Day:
     def conversation(self, tenant: str, number: int, groups: dict[str, list[str]]) -> None:
         r = self.random
         at = DAY + timedelta(minutes=10 + r.randrange(8 * 60))
-        group = r.choice([*groups, "elsewhere"])
+        # One visitor in ten comes from a page no rule covers: unrouted.
+        group = "elsewhere" if r.random() < 0.1 else r.choice(list(groups))
         cid = f"{tenant}-c{number:03d}"
         self.emit(
             tenant,
