@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,13 +91,13 @@ def measure(pending: int, due: int, tenants: int, lead_s: float) -> dict[str, fl
         pipeline.publish(lines(events), publishers=2)
         snoozed = lambda: sum(d["type"] == "conversation.snoozed" for d in decisions.decisions)  # noqa: E731
         wait_until(lambda: snoozed() >= due, lead_s, "snoozes applied before the wake-up")
-        woken: dict[str, float] = {}
-        deadline = time.monotonic() + lead_s + 120
-        while len(woken) < due and time.monotonic() < deadline:
-            for d in decisions.decisions:
-                if d["type"] == "conversation.woken" and d["id"] not in woken:
-                    woken[d["id"]] = time.time() - wake_at.timestamp()
-            time.sleep(0.01)
+        woke = lambda: sum(d["type"] == "conversation.woken" for d in decisions.decisions)  # noqa: E731
+        wait_until(lambda: woke() >= due, lead_s + 120, "every snooze woken")
+        woken = {
+            d["id"]: arrived - wake_at.timestamp()
+            for d, arrived in zip(decisions.decisions, decisions.arrived, strict=False)
+            if d["type"] == "conversation.woken"
+        }
         cost = timer_cost(database)
     finally:
         pipeline.stop()

@@ -158,10 +158,7 @@ def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = bootstrap.install(bootstrap.build(settings))
 
-    def nudge(tenant: str, delay_s: float) -> None:
-        routing.apply_tenant.send_with_options(args=(tenant,), delay=int(delay_s * 1000))
-
-    timers.run(rt, nudge, _stop_on_signals())
+    timers.run(rt, routing.apply_tenant.send, _stop_on_signals())
     return 0
 
 

@@ -84,7 +84,12 @@ class Gateway:
 
 
 class AmqpPublisher:
-    """Publishes outbox messages with publisher confirms; returns once all are confirmed."""
+    """Publishes a batch of outbox messages in one AMQP transaction; returns once committed.
+
+    RabbitMQ answers ``tx.commit`` once every message of the batch is routed and, being
+    persistent, written to its durable queues: the guarantee of publisher confirms, for one
+    round trip per batch instead of one per message.
+    """
 
     def __init__(self, amqp_url: str) -> None:
         self.amqp_url = amqp_url
@@ -96,7 +101,7 @@ class AmqpPublisher:
             self._connection = connect(self.amqp_url)
             self._channel = self._connection.channel()
             declare_topology(self._channel)
-            self._channel.confirm_delivery()
+            self._channel.tx_select()
         return self._channel
 
     def __call__(self, messages: list[OutgoingMessage]) -> None:
@@ -115,6 +120,7 @@ class AmqpPublisher:
                     headers=message.headers,
                 ),
             )
+        channel.tx_commit()
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:

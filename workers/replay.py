@@ -51,7 +51,7 @@ def replay(
     sink = _StdoutSink(out)
     worker = _worker(stub)
 
-    def nudge(tenant: str, _delay_s: float = 0.0, final: bool = False) -> None:
+    def nudge(tenant: str, final: bool = False) -> None:
         # In-process, a failure is a bug: surface it at once instead of retrying with backoff.
         routing.apply_tenant.send_with_options(
             args=(tenant,), kwargs={"final": final}, max_retries=0

@@ -8,6 +8,7 @@ dramatiq delay, so RabbitMQ's ``consumer_timeout`` never meets a long timer.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -45,27 +46,40 @@ def due_tenants(rt: Runtime, lookahead: timedelta = timedelta(0)) -> dict[str, f
     return wait
 
 
-def sweep_once(
-    rt: Runtime, nudge: Callable[[str, float], object], lookahead: timedelta = timedelta(0)
-) -> int:
-    """Nudge each tenant with due work; ``nudge(tenant, delay_s)`` may deliver it later."""
-    tenants = due_tenants(rt, lookahead)
-    for tenant, delay_s in sorted(tenants.items()):
-        nudge(tenant, delay_s)
+def sweep_once(rt: Runtime, nudge: Callable[[str], object]) -> int:
+    """Nudge each tenant with work due now."""
+    tenants = due_tenants(rt)
+    for tenant in sorted(tenants):
+        nudge(tenant)
     return len(tenants)
 
 
-def run(rt: Runtime, nudge: Callable[[str, float], object], stop: threading.Event) -> None:
+def run(rt: Runtime, nudge: Callable[[str], object], stop: threading.Event) -> None:
     """Sweep every ``sweep_interval_s`` until ``stop`` is set; errors are logged, not fatal.
 
-    A timer due before the next sweep is nudged now with a short delay, so it fires on
-    time rather than up to one interval late (the delay is a hint; the row is the truth).
+    A timer due before the next sweep is nudged by this loop at its due time, so it fires on
+    time rather than up to one interval late. The sweeper keeps that short wait itself: a
+    dramatiq delay would be released only on its worker's next idle wake-up (up to
+    ``dramatiq_worker_timeout``, 1 s by default) and then take another trip through RabbitMQ.
     """
     interval = rt.settings.sweep_interval_s
     log.info("sweeper_started", interval_s=interval)
     while not stop.is_set():
+        started = time.monotonic()
         try:
-            sweep_once(rt, nudge, timedelta(seconds=interval))
+            waits = due_tenants(rt, timedelta(seconds=interval))
         except Exception:
             log.exception("sweep_failed")
-        stop.wait(interval)
+            waits = {}
+        for tenant, wait_s in sorted(waits.items(), key=lambda item: (item[1], item[0])):
+            if stop.wait(max(0.0, started + wait_s - time.monotonic())):
+                return
+            _nudge(nudge, tenant)
+        stop.wait(max(0.0, started + interval - time.monotonic()))
+
+
+def _nudge(nudge: Callable[[str], object], tenant: str) -> None:
+    try:
+        nudge(tenant)
+    except Exception:
+        log.exception("nudge_failed", tenant=tenant)

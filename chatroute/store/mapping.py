@@ -32,7 +32,6 @@ def _map_all() -> None:
     m(
         model.Conversation,
         tables.conversations,
-        version_id_col=tables.conversations.c.version,
         properties={"group": tables.conversations.c.group_id},
     )
     m(model.QueueEntry, tables.queue_entries, properties={"group": tables.queue_entries.c.group_id})

@@ -126,7 +126,6 @@ conversations = Table(
     Column("sales", Float, nullable=False),
     Column("contacts", Integer, nullable=False),
     Column("closed_at", UTCDateTime),
-    Column("version", Integer, nullable=False),
     Index("ix_conversations_holder", "tenant", "respondent", "state"),
 )
 

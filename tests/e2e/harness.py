@@ -47,6 +47,7 @@ class DecisionLog:
     def __init__(self, amqp_url: str) -> None:
         self.amqp_url = amqp_url
         self.decisions: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.time() of each decision's arrival
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._consume, daemon=True)
@@ -65,6 +66,7 @@ class DecisionLog:
             if self._stop.is_set():
                 break
             if method is not None:
+                self.arrived.append(time.time())
                 self.decisions.append(json.loads(body))
         connection.close()
 
