@@ -13,7 +13,7 @@ from chatroute.clock import Clock, SystemClock
 from chatroute.settings import Settings
 from chatroute.store import db
 from chatroute.store.mapping import start_mappers
-from chatroute.store.view import sync_memberships
+from chatroute.store.view import stamp_stats_changes, sync_memberships
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = Fal
         db.migrate(engine)
     sessions = db.session_factory(engine)
     event.listen(sessions, "before_flush", sync_memberships)
+    event.listen(sessions, "before_flush", stamp_stats_changes)
     return Runtime(settings, engine, sessions, clock or SystemClock())
 
 

@@ -40,11 +40,22 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--until", type=_time, help="fire timers due by this time at the end")
     replay.set_defaults(run=_replay)
 
-    stats = sub.add_parser("stats", help="per-respondent statistics")
+    stats = sub.add_parser("stats", help="statistics per respondent, group or day")
     stats.add_argument("--db")
     stats.add_argument("--tenant")
+    stats.add_argument("--since", type=_time, help="contacts and conversations started from")
+    stats.add_argument("--until", type=_time, help="... and before this time")
+    stats.add_argument("--by", choices=["respondent", "group", "day"], default="respondent")
     stats.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     stats.set_defaults(run=_stats)
+
+    report = sub.add_parser("report", help="a self-contained HTML page of a tenant's statistics")
+    report.add_argument("--db")
+    report.add_argument("--tenant", required=True)
+    report.add_argument("--since", type=_time)
+    report.add_argument("--until", type=_time)
+    report.add_argument("--out", type=Path, required=True, help="directory for index.html")
+    report.set_defaults(run=_report)
 
     history = sub.add_parser("history", help="one conversation's timeline, as JSON")
     history.add_argument("--db")
@@ -65,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run routing worker processes, restarted when they die")
     worker.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     worker.add_argument("--threads", type=int, default=4)
+    worker.add_argument(
+        "--queues", nargs="+", help="only these queues (chatroute.routing, chatroute.stats)"
+    )
     worker.set_defaults(run=_worker)
 
     sweeper = sub.add_parser("sweeper", help="nudge tenants with due timers or waiting events")
@@ -102,11 +116,21 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stats(args: argparse.Namespace, settings: Settings) -> int:
-    from chatroute.stats import render_table, respondent_rows
+    from chatroute.stats import Window, render_table, rows
 
     rt = bootstrap.build(settings, migrate=True)
-    rows = respondent_rows(rt, args.tenant)
-    print(json.dumps(rows, indent=2) if args.json else render_table(rows))
+    found = rows(rt, args.by, Window(args.tenant, args.since, args.until))
+    print(json.dumps(found, indent=2) if args.json else render_table(found, args.by))
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.report import write_report
+    from chatroute.stats import Window
+
+    rt = bootstrap.build(settings, migrate=True)
+    page = write_report(rt, Window(args.tenant, args.since, args.until), args.out)
+    print(f"report written to {page}", file=sys.stderr)
     return 0
 
 
@@ -182,6 +206,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         str(args.processes),
         "--threads",
         str(args.threads),
+        *(["--queues", *args.queues] if args.queues else []),
     ]
     stop = _stop_on_signals()
     while not stop.is_set():

@@ -20,6 +20,7 @@ class Settings:
     batch_size: int = 200
     gateway_prefetch: int = 500
     sweep_interval_s: float = 0.5
+    stats_interval_s: float = 2.0
     relay_interval_s: float = 0.02
     log_level: str = "INFO"
 
@@ -34,6 +35,7 @@ class Settings:
             batch_size=int(env.get("CHATROUTE_BATCH_SIZE", "200")),
             gateway_prefetch=int(env.get("CHATROUTE_GATEWAY_PREFETCH", "500")),
             sweep_interval_s=float(env.get("CHATROUTE_SWEEP_INTERVAL_S", "0.5")),
+            stats_interval_s=float(env.get("CHATROUTE_STATS_INTERVAL_S", "2")),
             relay_interval_s=float(env.get("CHATROUTE_RELAY_INTERVAL_S", "0.02")),
             log_level=env.get("CHATROUTE_LOG_LEVEL", "INFO"),
         )
@@ -50,6 +52,7 @@ ENV_VARS = (
     "CHATROUTE_BATCH_SIZE",
     "CHATROUTE_GATEWAY_PREFETCH",
     "CHATROUTE_SWEEP_INTERVAL_S",
+    "CHATROUTE_STATS_INTERVAL_S",
     "CHATROUTE_RELAY_INTERVAL_S",
     "CHATROUTE_LOG_LEVEL",
 )

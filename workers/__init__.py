@@ -4,7 +4,9 @@ store, publish; the decisions are ``chatroute.domain``'s and the transactions
 
 - ``broker``: the one place the global dramatiq broker is chosen (RabbitMQ or in-process).
 - ``routing``: ``apply_tenant``, applies a tenant's events in arrival order.
-- ``timers``: the sweeper that nudges tenants with due timers or events left waiting.
+- ``stats``: ``fold_tenant``, keeps a tenant's statistics figures up to date.
+- ``timers``: the sweeper that nudges tenants with due timers, events left waiting or
+  conversations not counted yet.
 - ``gateway``: AMQP in (validate, record, nudge, ack) and the outbox relay out.
 - ``main``: what ``dramatiq`` loads in worker processes.
 """

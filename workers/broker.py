@@ -14,6 +14,7 @@ from dramatiq.middleware import Middleware
 from chatroute.settings import Settings
 
 ROUTING_QUEUE = "chatroute.routing"
+STATS_QUEUE = "chatroute.stats"
 # Below RabbitMQ's consumer_timeout (30 min by default): a message held longer kills the channel.
 ACTOR_TIME_LIMIT_MS = 120_000
 MAX_BACKOFF_MS = 30_000

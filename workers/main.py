@@ -4,4 +4,4 @@ from workers import broker
 
 broker.ensure()
 
-from workers import routing  # noqa: E402, F401
+from workers import routing, stats  # noqa: E402, F401

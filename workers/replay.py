@@ -14,6 +14,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import select
 
 from chatroute import bootstrap, service
+from chatroute import stats as service_stats
 from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.bootstrap import Runtime
 from chatroute.clock import VirtualClock
@@ -41,7 +42,7 @@ def replay(
     from workers import broker
 
     stub = broker.install(settings)
-    from workers import routing, timers
+    from workers import routing, stats, timers
 
     if not isinstance(stub, StubBroker):
         raise RuntimeError("replay needs the in-process broker; another one is installed")
@@ -89,6 +90,10 @@ def replay(
     for tenant in _tenants_with_unapplied(rt):
         nudge(tenant, final=True)
     settle()
+    # What the stats worker would do next: count the run, so ``chatroute stats`` shows it.
+    for tenant in service_stats.stale_tenants(rt):
+        stats.fold_tenant.send_with_options(args=(tenant,), max_retries=0)
+    stub.join(broker.STATS_QUEUE, fail_fast=True)
     return summary
 
 

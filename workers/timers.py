@@ -1,4 +1,5 @@
-"""The sweeper: nudges tenants whose timers are due or whose events were left waiting.
+"""The sweeper: nudges tenants whose timers are due or whose events were left waiting, and
+has the stats worker count what changed.
 
 Timers are rows (``chatroute.store.tables.timers``); they fire inside the tenant's applying
 transaction, so a nudge is only a hint and a duplicate nudge does nothing. Nothing waits in a
@@ -14,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from chatroute import logs
+from chatroute import logs, stats
 from chatroute.bootstrap import Runtime
 from chatroute.domain.model import TimerState
 from chatroute.store import inbox, tables
@@ -54,8 +55,14 @@ def sweep_once(rt: Runtime, nudge: Callable[[str], object]) -> int:
     return len(tenants)
 
 
-def run(rt: Runtime, nudge: Callable[[str], object], stop: threading.Event) -> None:
+def run(
+    rt: Runtime,
+    nudge: Callable[[str], object],
+    nudge_stats: Callable[[str], object],
+    stop: threading.Event,
+) -> None:
     """Sweep every ``sweep_interval_s`` until ``stop`` is set; errors are logged, not fatal.
+    Every ``stats_interval_s``, tenants with conversations not counted yet get a stats nudge.
 
     A timer due before the next sweep is nudged by this loop at its due time, so it fires on
     time rather than up to one interval late. The sweeper keeps that short wait itself: a
@@ -64,8 +71,12 @@ def run(rt: Runtime, nudge: Callable[[str], object], stop: threading.Event) -> N
     """
     interval = rt.settings.sweep_interval_s
     log.info("sweeper_started", interval_s=interval)
+    counted_at = 0.0
     while not stop.is_set():
         started = time.monotonic()
+        if started - counted_at >= rt.settings.stats_interval_s:
+            counted_at = started
+            _nudge_stats(rt, nudge_stats)
         try:
             waits = due_tenants(rt, timedelta(seconds=interval))
         except Exception:
@@ -76,6 +87,16 @@ def run(rt: Runtime, nudge: Callable[[str], object], stop: threading.Event) -> N
                 return
             _nudge(nudge, tenant)
         stop.wait(max(0.0, started + interval - time.monotonic()))
+
+
+def _nudge_stats(rt: Runtime, nudge_stats: Callable[[str], object]) -> None:
+    try:
+        tenants = stats.stale_tenants(rt)
+    except Exception:
+        log.exception("stats_sweep_failed")
+        return
+    for tenant in tenants:
+        _nudge(nudge_stats, tenant)
 
 
 def _nudge(nudge: Callable[[str], object], tenant: str) -> None:

@@ -1,7 +1,9 @@
-"""Contact outcomes per respondent: the figures behind ``chatroute stats``.
+"""Contact outcomes: what each contact and conversation counts for in the statistics.
 
-Pure functions over contacts and conversations; the caller loads them (one tenant) and
-formats the rows.
+Pure functions. The stats worker turns every changed conversation into outcomes (one per
+contact, one for the conversation) and stores them; ``chatroute stats`` and the report sum
+them. Attribution across a conversation's contacts lives here and only here: a rating applies
+to every contact, the commission to the last one.
 """
 
 from __future__ import annotations
@@ -9,10 +11,42 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from chatroute.domain.model import Contact, Conversation, TenantSettings
 
 PER_CONTACT = "per_contact"
+TRANSFER = "transfer"
+
+
+@dataclass(frozen=True)
+class ContactOutcome:
+    """One contact as the statistics count it."""
+
+    conversation_id: str
+    number: int
+    respondent: str
+    group: str | None
+    started_at: datetime
+    answered: bool
+    transferred: bool
+    transferred_to: str | None  # the next contact's respondent, after a transfer
+    snoozes: int
+    rating: int | None  # the conversation's score, applied to each of its contacts
+    commission: float  # non-zero on the conversation's last contact only
+    first_response_s: float | None
+
+
+@dataclass(frozen=True)
+class ConversationOutcome:
+    """One conversation as the per-group statistics count it."""
+
+    conversation_id: str
+    group: str | None  # where it was first routed; None when no rule matched
+    started_at: datetime
+    queued: bool  # it waited in a group's queue at least once
+    wait_s: float | None  # from its start to its first assignment
+    unrouted: bool
 
 
 @dataclass(frozen=True)
@@ -30,72 +64,107 @@ class Figures:
     first_response_avg_s: float | None
 
 
+def contact_outcomes(
+    conversation: Conversation | None, contacts: Sequence[Contact], settings: TenantSettings
+) -> list[ContactOutcome]:
+    """The outcomes of one conversation's contacts, by contact number."""
+    ordered = sorted(contacts, key=lambda c: c.number)
+    rating = None if conversation is None else conversation.rating
+    commission = conversation_commission(conversation, settings)
+    # A transfer to a respondent who could not take it yet leaves the conversation pending
+    # for them: they are its target even before their contact starts.
+    waiting_for = None if conversation is None else conversation.respondent
+    return [
+        _outcome(
+            contact,
+            ordered[i + 1].respondent if i + 1 < len(ordered) else waiting_for,
+            i + 1 == len(ordered),
+            rating,
+            commission,
+        )
+        for i, contact in enumerate(ordered)
+    ]
+
+
+def _outcome(
+    contact: Contact, next_holder: str | None, last: bool, rating: int | None, commission: float
+) -> ContactOutcome:
+    transferred = contact.end_reason == TRANSFER
+    first_response = (
+        (contact.first_response_at - contact.started_at).total_seconds()
+        if contact.answered and contact.first_response_at is not None
+        else None
+    )
+    return ContactOutcome(
+        conversation_id=contact.conversation_id,
+        number=contact.number,
+        respondent=contact.respondent,
+        group=contact.group,
+        started_at=contact.started_at,
+        answered=contact.answered,
+        transferred=transferred,
+        transferred_to=next_holder if transferred and next_holder != contact.respondent else None,
+        snoozes=contact.snoozes,
+        rating=rating,
+        commission=commission if last else 0.0,
+        first_response_s=first_response,
+    )
+
+
+def conversation_outcome(
+    conversation: Conversation, contacts: Sequence[Contact]
+) -> ConversationOutcome:
+    first = min(contacts, key=lambda c: c.number) if contacts else None
+    wait = None if first is None else first.started_at - conversation.started_at
+    return ConversationOutcome(
+        conversation_id=conversation.conversation_id,
+        group=first.group if first is not None else conversation.group,
+        started_at=conversation.started_at,
+        queued=conversation.queued_at is not None,
+        wait_s=None if wait is None else wait.total_seconds(),
+        unrouted=conversation.group is None and first is None,
+    )
+
+
+def summarise(outcomes: Iterable[ContactOutcome]) -> Figures:
+    """The figures of a set of contact outcomes (one respondent's, a group's, a day's)."""
+    rows = list(outcomes)
+    answered = sum(o.answered for o in rows)
+    ratings = [o.rating for o in rows if o.rating is not None]
+    delays = [o.first_response_s for o in rows if o.first_response_s is not None]
+    return Figures(
+        contacts=len(rows),
+        answered=answered,
+        unanswered=len(rows) - answered,
+        transfers_out=sum(o.transferred for o in rows),
+        snoozes=sum(o.snoozes for o in rows),
+        satisfaction_count=len(ratings),
+        satisfaction_avg=_mean(ratings),
+        commission=sum(o.commission for o in rows),
+        first_response_avg_s=_mean(delays),
+    )
+
+
 def respondent_figures(
     contacts: Iterable[Contact],
     conversations: Iterable[Conversation] | Mapping[str, Conversation],
     settings: TenantSettings,
 ) -> dict[str, Figures]:
     """Figures for every respondent with at least one contact, by respondent id."""
-    by_id = _index(conversations)
-    own: dict[str, list[Contact]] = defaultdict(list)
-    for contact in contacts:
-        own[contact.respondent].append(contact)
-    credit = _commissions([c for cs in own.values() for c in cs], by_id, settings)
-    return {rid: _figures(own[rid], by_id, credit.get(rid, 0.0)) for rid in sorted(own)}
-
-
-def _index(
-    conversations: Iterable[Conversation] | Mapping[str, Conversation],
-) -> dict[str, Conversation]:
     rows = conversations.values() if isinstance(conversations, Mapping) else conversations
-    return {conversation.conversation_id: conversation for conversation in rows}
-
-
-def _figures(
-    own: Sequence[Contact], conversations: Mapping[str, Conversation], commission: float
-) -> Figures:
-    answered = [c for c in own if c.answered]
-    ratings = [r for c in own if (r := _rating(conversations, c)) is not None]
-    delays = [
-        (c.first_response_at - c.started_at).total_seconds()
-        for c in answered
-        if c.first_response_at is not None
-    ]
-    return Figures(
-        contacts=len(own),
-        answered=len(answered),
-        unanswered=len(own) - len(answered),
-        transfers_out=sum(c.end_reason == "transfer" for c in own),
-        snoozes=sum(c.snoozes for c in own),
-        satisfaction_count=len(ratings),
-        satisfaction_avg=_mean(ratings),
-        commission=commission,
-        first_response_avg_s=_mean(delays),
-    )
-
-
-def _rating(conversations: Mapping[str, Conversation], contact: Contact) -> int | None:
-    conversation = conversations.get(contact.conversation_id)
-    return None if conversation is None else conversation.rating
+    by_id = {conversation.conversation_id: conversation for conversation in rows}
+    per_conversation: dict[str, list[Contact]] = defaultdict(list)
+    for contact in contacts:
+        per_conversation[contact.conversation_id].append(contact)
+    own: dict[str, list[ContactOutcome]] = defaultdict(list)
+    for cid, its_contacts in per_conversation.items():
+        for outcome in contact_outcomes(by_id.get(cid), its_contacts, settings):
+            own[outcome.respondent].append(outcome)
+    return {rid: summarise(own[rid]) for rid in sorted(own)}
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def _commissions(
-    contacts: Iterable[Contact], conversations: Mapping[str, Conversation], settings: TenantSettings
-) -> dict[str, float]:
-    """Each conversation's commission, credited to the respondent of its last contact."""
-    last: dict[str, Contact] = {}
-    for contact in contacts:
-        seen = last.get(contact.conversation_id)
-        if seen is None or contact.number > seen.number:
-            last[contact.conversation_id] = contact
-    credit: dict[str, float] = defaultdict(float)
-    for cid, contact in sorted(last.items()):
-        credit[contact.respondent] += conversation_commission(conversations.get(cid), settings)
-    return credit
 
 
 def conversation_commission(conversation: Conversation | None, settings: TenantSettings) -> float:

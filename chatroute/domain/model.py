@@ -84,6 +84,7 @@ class Conversation:
     sales: float = 0.0
     contacts: int = 0
     closed_at: datetime | None = None
+    queued_at: datetime | None = None  # when it first joined a group's queue
 
 
 @dataclass

@@ -249,6 +249,8 @@ def enqueue(
     conversation.state = State.QUEUED
     conversation.respondent = None
     conversation.group = group
+    if conversation.queued_at is None:
+        conversation.queued_at = now
     position = view.queue_position(entry)
     data = {"conversation": conversation.conversation_id, "group": group, "position": position}
     return Decision("conversation.queued", data)

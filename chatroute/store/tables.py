@@ -126,7 +126,12 @@ conversations = Table(
     Column("sales", Float, nullable=False),
     Column("contacts", Integer, nullable=False),
     Column("closed_at", UTCDateTime),
+    Column("queued_at", UTCDateTime),
+    # The tenant's counter when a change to it or its contacts last committed: the stats
+    # worker folds the conversations above its checkpoint (see ``store.figures``).
+    Column("stats_seq", BigInteger, nullable=False, default=0, server_default="0"),
     Index("ix_conversations_holder", "tenant", "respondent", "state"),
+    Index("ix_conversations_stats", "tenant", "stats_seq"),
 )
 
 queue_entries = Table(
@@ -227,4 +232,48 @@ outbox = Table(
         postgresql_where=text("sent_at IS NULL"),
         sqlite_where=text("sent_at IS NULL"),
     ),
+)
+
+# ---------------------------------------------------------------- statistics (the stats worker)
+
+stats_checkpoints = Table(
+    "stats_checkpoints",
+    metadata,
+    _tenant(),
+    Column("seq", BigInteger, nullable=False),  # conversations up to here are folded
+    Column("commission", String(100), nullable=False),  # the terms they were folded under
+)
+
+contact_figures = Table(
+    "contact_figures",
+    metadata,
+    _tenant(),
+    Column("conversation_id", Id, primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("respondent", Id, nullable=False),
+    Column("group_id", Id),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("day", String(10), nullable=False),  # started_at's UTC date, YYYY-MM-DD
+    Column("answered", Integer, nullable=False),
+    Column("transferred", Integer, nullable=False),
+    Column("transferred_to", Id),
+    Column("snoozes", Integer, nullable=False),
+    Column("rating", Integer),
+    Column("commission", Float, nullable=False),
+    Column("first_response_s", Float),
+    Index("ix_contact_figures_started", "tenant", "started_at"),
+)
+
+conversation_figures = Table(
+    "conversation_figures",
+    metadata,
+    _tenant(),
+    Column("conversation_id", Id, primary_key=True),
+    Column("group_id", Id),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("queued", Integer, nullable=False),
+    Column("wait_s", Float),
+    Column("unrouted", Integer, nullable=False),
+    Index("ix_conversation_figures_started", "tenant", "started_at"),
 )

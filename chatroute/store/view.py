@@ -279,6 +279,30 @@ class SqlTenantView:
         return self._next_due
 
 
+def stamp_stats_changes(session: Session, _context: object, _instances: object) -> None:
+    """Before a flush: a conversation changed, or one of its contacts, takes the tenant's
+    next counter value as its ``stats_seq``.
+
+    The tenant's writers are serialised by its lock, so these values commit in increasing
+    order: the stats worker folds what lies above its checkpoint and misses nothing.
+    """
+    changed: set[tuple[str, str]] = set()
+    for obj in list(session.new) + list(session.dirty):
+        if isinstance(obj, Conversation | Contact) and (
+            obj in session.new or session.is_modified(obj)
+        ):
+            changed.add((obj.tenant, obj.conversation_id))
+    with session.no_autoflush:
+        for tenant, conversation_id in sorted(changed):
+            settings = session.get(TenantSettings, tenant)
+            conversation = session.get(Conversation, (tenant, conversation_id))
+            if settings is None or conversation is None:
+                continue
+            settings.counter += 1
+            # A column of the store only: the domain's dataclass does not declare it.
+            setattr(conversation, "stats_seq", settings.counter)  # noqa: B010
+
+
 def sync_memberships(session: Session, _context: object, _instances: object) -> None:
     """Before a flush: rewrite membership rows of respondents whose ``groups`` changed.
 

@@ -10,7 +10,7 @@ import pytest
 
 from chatroute import bootstrap
 from chatroute.settings import Settings
-from chatroute.stats import respondent_rows
+from chatroute.stats import Window, rows
 from tests.builders import START, Events, jsonl
 from tests.integration.test_replay import brief, run
 
@@ -37,7 +37,7 @@ def transfer(shop: Events, conversation: str, by: str, **target: str) -> dict[st
 
 def stats(tmp_path: Path, name: str) -> dict[str, dict[str, Any]]:
     rt = bootstrap.build(Settings(database_url=f"sqlite:///{tmp_path}/{name}.db"))
-    return {row["respondent"]: row for row in respondent_rows(rt, "shop-1")}
+    return {row["respondent"]: row for row in rows(rt, "respondent", Window("shop-1"))}
 
 
 def test_transfer_to_an_available_respondent_is_assigned_at_once(

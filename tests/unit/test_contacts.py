@@ -6,7 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chatroute.domain.contacts import Figures, respondent_figures
+from chatroute.domain.contacts import (
+    Figures,
+    contact_outcomes,
+    conversation_outcome,
+    respondent_figures,
+)
 from chatroute.domain.model import Contact, Conversation, TenantSettings
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -111,3 +116,33 @@ def test_only_respondents_with_contacts_appear_and_nothing_is_empty() -> None:
             first_response_avg_s=None,
         )
     }
+
+
+def test_outcomes_name_the_transfer_target_even_while_the_conversation_waits_for_them() -> None:
+    held = Conversation("t", "c1", "v", {}, T0, state="pending", respondent="C", sales=10.0)
+    chain = [contact("c1", 1, "A", end="transfer"), contact("c1", 2, "B", end="transfer")]
+    outcomes = contact_outcomes(held, chain, percent(0.5))
+    assert [(o.respondent, o.transferred_to, o.commission) for o in outcomes] == [
+        ("A", "B", 0.0),
+        ("B", "C", 5.0),  # the last contact keeps the commission until C's starts
+    ]
+
+
+def test_a_conversation_outcome_counts_its_first_wait_and_queue() -> None:
+    queued = Conversation("t", "c1", "v", {}, T0, group="G", queued_at=T0)
+    first = contact("c1", 1, "A")
+    first.started_at = T0 + timedelta(seconds=75)
+    outcome = conversation_outcome(queued, [first])
+    assert (outcome.group, outcome.queued, outcome.wait_s, outcome.unrouted) == (
+        "g1",
+        True,
+        75.0,
+        False,
+    )
+    unrouted = conversation_outcome(Conversation("t", "u1", "v", {}, T0), [])
+    assert (unrouted.group, unrouted.queued, unrouted.wait_s, unrouted.unrouted) == (
+        None,
+        False,
+        None,
+        True,
+    )

@@ -1,0 +1,147 @@
+"""The stats worker's fold: changed conversations become stored contact and conversation figures.
+
+Figures are snapshots, recomputed whole from a conversation and its contacts and written over
+the previous ones, never increments: folding a conversation twice, or two folds racing, can
+not count anything twice, and a fold from scratch gives the same rows as the incremental ones.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from chatroute.domain.contacts import (
+    ContactOutcome,
+    ConversationOutcome,
+    contact_outcomes,
+    conversation_outcome,
+)
+from chatroute.domain.model import Contact, Conversation, TenantSettings
+from chatroute.store import tables
+from chatroute.store.inbox import insert_ignoring_duplicates
+
+FOLD_LIMIT = 2000  # conversations per transaction
+
+
+def commission_terms(settings: TenantSettings) -> str:
+    """The commission terms figures were folded under: a change refolds the tenant."""
+    return f"{settings.commission_mode}:{settings.commission_rate!r}:{settings.commission_amount!r}"
+
+
+def fold(session: Session, tenant: str, limit: int = FOLD_LIMIT) -> bool:
+    """Fold ``tenant``'s conversations changed since its checkpoint (at most ``limit``).
+
+    Returns True when more may be waiting. Another fold of the same tenant holding the
+    checkpoint makes this one return at once: it will fold what is there.
+    """
+    settings = session.get(TenantSettings, tenant)
+    checkpoint = _lock_checkpoint(session, tenant)
+    if settings is None or checkpoint is None:
+        return False
+    # Read before the conversations: whatever committed up to this value is visible below.
+    counter = settings.counter
+    terms = commission_terms(settings)
+    since = checkpoint.seq if checkpoint.commission == terms else -1
+    changed = _changed(session, tenant, since, limit)
+    _store(session, tenant, changed, settings)
+    full = len(changed) == limit
+    reached = int(getattr(changed[-1], "stats_seq")) if full else counter  # noqa: B009
+    c = tables.stats_checkpoints.c
+    session.execute(
+        update(tables.stats_checkpoints)
+        .where(c.tenant == tenant)
+        .values(seq=reached, commission=terms)
+    )
+    return full
+
+
+def _lock_checkpoint(session: Session, tenant: str) -> Any:
+    table = tables.stats_checkpoints
+    row = {"tenant": tenant, "seq": -1, "commission": ""}
+    insert_ignoring_duplicates(session.connection(), table, [row])
+    query = select(table).where(table.c.tenant == tenant)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.execute(query).first()
+
+
+def _changed(session: Session, tenant: str, since: int, limit: int) -> list[Conversation]:
+    stats_seq = tables.conversations.c.stats_seq
+    query = (
+        select(Conversation)
+        .where(Conversation.tenant == tenant, stats_seq > since)
+        .order_by(stats_seq)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def _store(
+    session: Session, tenant: str, conversations: Sequence[Conversation], settings: TenantSettings
+) -> None:
+    if not conversations:
+        return
+    ids = [c.conversation_id for c in conversations]
+    contacts: dict[str, list[Contact]] = defaultdict(list)
+    query = select(Contact).where(Contact.tenant == tenant, Contact.conversation_id.in_(ids))
+    for contact in session.scalars(query):
+        contacts[contact.conversation_id].append(contact)
+    contact_rows: list[dict[str, Any]] = []
+    conversation_rows: list[dict[str, Any]] = []
+    for conversation in conversations:
+        own = contacts[conversation.conversation_id]
+        contact_rows += [
+            _contact_row(tenant, o) for o in contact_outcomes(conversation, own, settings)
+        ]
+        conversation_rows.append(_conversation_row(tenant, conversation_outcome(conversation, own)))
+    for table in (tables.contact_figures, tables.conversation_figures):
+        session.execute(
+            delete(table).where(table.c.tenant == tenant, table.c.conversation_id.in_(ids))
+        )
+    if contact_rows:
+        session.execute(insert(tables.contact_figures), contact_rows)
+    session.execute(insert(tables.conversation_figures), conversation_rows)
+
+
+def _contact_row(tenant: str, outcome: ContactOutcome) -> dict[str, Any]:
+    row = asdict(outcome)
+    row.update(
+        tenant=tenant,
+        group_id=row.pop("group"),
+        day=outcome.started_at.date().isoformat(),
+        answered=int(outcome.answered),
+        transferred=int(outcome.transferred),
+    )
+    return row
+
+
+def _conversation_row(tenant: str, outcome: ConversationOutcome) -> dict[str, Any]:
+    row = asdict(outcome)
+    row.update(
+        tenant=tenant,
+        group_id=row.pop("group"),
+        day=outcome.started_at.date().isoformat(),
+        queued=int(outcome.queued),
+        unrouted=int(outcome.unrouted),
+    )
+    return row
+
+
+def stale_tenants(session: Session) -> list[str]:
+    """Tenants with conversations changed since their checkpoint, or new commission terms."""
+    c = tables.stats_checkpoints.c
+    folded = {
+        tenant: (seq, terms)
+        for tenant, seq, terms in session.execute(select(c.tenant, c.seq, c.commission))
+    }
+    stale = []
+    for settings in session.scalars(select(TenantSettings).order_by(TenantSettings.tenant)):
+        seq, terms = folded.get(settings.tenant, (-1, ""))
+        if settings.counter > seq or (seq >= 0 and terms != commission_terms(settings)):
+            stale.append(settings.tenant)
+    return stale
