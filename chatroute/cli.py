@@ -178,11 +178,10 @@ def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
     from workers import broker
 
     broker.install(settings)
-    from workers import routing, timers
+    from workers import routing, stats, timers
 
     rt = bootstrap.install(bootstrap.build(settings))
-
-    timers.run(rt, routing.apply_tenant.send, _stop_on_signals())
+    timers.run(rt, routing.apply_tenant.send, stats.fold_tenant.send, _stop_on_signals())
     return 0
 
 

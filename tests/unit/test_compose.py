@@ -21,15 +21,22 @@ def compose() -> dict[str, Any]:
 
 def test_it_runs_the_backing_services_and_every_process_kind(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {"rabbitmq", "postgres", "redis", "migrate", "gateway", "routing", "timers"} <= set(
-        services
-    )
+    assert {
+        "rabbitmq",
+        "postgres",
+        "redis",
+        "migrate",
+        "gateway",
+        "routing",
+        "stats",
+        "timers",
+    } <= set(services)
     assert "management" in services["rabbitmq"]["image"]
 
 
 def test_engine_services_use_known_commands_and_settings(compose: dict[str, Any]) -> None:
     commands = set(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    for name in ("migrate", "gateway", "routing", "timers"):
+    for name in ("migrate", "gateway", "routing", "stats", "timers"):
         service = compose["services"][name]
         assert service["command"][0] == "chatroute"
         assert service["command"][1] in commands
@@ -39,7 +46,7 @@ def test_engine_services_use_known_commands_and_settings(compose: dict[str, Any]
 
 
 def test_workers_have_replicas_and_healthchecks(compose: dict[str, Any]) -> None:
-    for name in ("gateway", "routing", "timers"):
+    for name in ("gateway", "routing", "stats", "timers"):
         service = compose["services"][name]
         assert service["deploy"]["replicas"] >= 2
         assert service["healthcheck"]["test"][1:3] == ["chatroute", "health"]
