@@ -246,33 +246,28 @@ class _Run:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
     def apply_rows(self, rows: Sequence[InboxRow]) -> bool:
-        """Apply ``rows`` in order; rows waiting for their conversation are retried once it
-        starts (in their own order), and hold back the later rows of that conversation."""
-        remaining = list(rows)
-        while remaining:
-            remaining, retry = self._pass(remaining)
-            if not retry:
-                break
+        """Apply ``rows`` in order. A row waiting for its conversation to start holds back
+        that conversation's later rows; they apply right after the start, so the outcome is
+        the same however the rows were split into batches (``chatroute replay`` relies on it)."""
+        held: dict[str, list[InboxRow]] = {}
+        for row in rows:
+            self._apply_or_hold(row, held)
         return bool(self.applied or self.rejected)
 
-    def _pass(self, rows: Sequence[InboxRow]) -> tuple[list[InboxRow], bool]:
-        waiting: list[InboxRow] = []
-        blocked: set[str] = set()
-        retry = False
-        for row in rows:
-            conversation = row.conversation_id or ""
-            starts_it = row.type == "conversation.started"
-            if conversation in blocked and not starts_it:
-                waiting.append(row)
-                continue
-            self.fire_due(row.event_time)
-            if self.apply_row(row):
-                retry = retry or (starts_it and conversation in blocked)
-                self.fire_due(row.event_time)
-            else:
-                blocked.add(conversation)
-                waiting.append(row)
-        return waiting, retry
+    def _apply_or_hold(self, row: InboxRow, held: dict[str, list[InboxRow]]) -> None:
+        conversation = row.conversation_id or ""
+        starts_it = row.type == "conversation.started"
+        if conversation in held and not starts_it:
+            held[conversation].append(row)
+            return
+        self.fire_due(row.event_time)
+        if not self.apply_row(row):
+            held.setdefault(conversation, []).append(row)
+            return
+        self.fire_due(row.event_time)
+        if starts_it and conversation in held:
+            for waiting in held.pop(conversation):
+                self._apply_or_hold(waiting, held)
 
     def apply_row(self, row: InboxRow) -> bool:
         """Apply one event; False when it must wait for its conversation to start."""

@@ -124,3 +124,55 @@ def test_apply_is_idempotent_and_skips_a_tenant_another_worker_holds(
     service.apply_tenant(rt, "shop-1")
     assert count(rt, tables.inbox, tables.inbox.c.state == "applied") == len(shop.lines)
     assert count(rt, tables.outbox) == 1
+
+
+def out_of_order_day() -> list[dict]:
+    """Events for c9 arrive before c9 starts, with other conversations in between."""
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    shop.respondent("b", ["G"], slots=1)
+    early = shop.event("message.posted", conversation="c9", author="visitor")
+    early_close = shop.event("conversation.closed", conversation="c9")
+    shop.lines.remove(early)
+    shop.lines.remove(early_close)
+    shop.start("c1")
+    shop.lines.append(early)
+    shop.lines.append(early_close)
+    shop.start("c2")
+    shop.start("c9")  # queued; its held message and close apply right after its start
+    shop.start("c3")  # so c3 is first in the queue
+    shop.event("conversation.closed", conversation="c1")
+    return shop.lines
+
+
+def decisions(rt: bootstrap.Runtime) -> list[tuple[str, str, str, object]]:
+    with rt.engine.connect() as connection:
+        bodies = connection.scalars(select(tables.outbox.c.body).order_by(tables.outbox.c.seq))
+        found = [json.loads(b) for b in bodies]
+    return [
+        (d["type"], d["data"]["conversation"], d["causationid"], d["data"].get("position"))
+        for d in found
+    ]
+
+
+def test_one_batch_decides_what_one_event_per_batch_decides(db_url: str, tmp_path: object) -> None:
+    events = out_of_order_day()
+    per_line = bootstrap.build(
+        Settings(database_url=f"sqlite:///{tmp_path}/lines.db"), migrate=True
+    )
+    for event in events:
+        service.ingest(per_line, incoming(event))
+        while service.apply_tenant(per_line, "shop-1"):
+            pass
+    whole = bootstrap.build(Settings(database_url=db_url), migrate=True)
+    service.ingest(whole, incoming(*events))
+    while service.apply_tenant(whole, "shop-1"):
+        pass
+    assert decisions(whole) == decisions(per_line)
+    assert decisions(whole)[2:4] == [
+        ("conversation.queued", "c9", events[-3]["id"], 1),
+        ("conversation.queued", "c3", events[-2]["id"], 1),
+    ]
+    per_line.engine.dispose()
+    whole.engine.dispose()
