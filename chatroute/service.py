@@ -44,6 +44,8 @@ class Incoming:
 
     body: bytes
     content_type: str | None = None
+    # When it reached us; None: now. ``chatroute replay`` gives each line its virtual time.
+    received_at: datetime | None = None
 
 
 @dataclass
@@ -137,7 +139,7 @@ def _verdict(message: Incoming, now: datetime) -> _Verdict:
         "type": event.type,
         "conversation_id": getattr(event.data, "conversation", None),
         "event_time": event.time,
-        "received_at": now,
+        "received_at": message.received_at or now,
         "body": message.body.decode(),
         "state": inbox.NEW,
     }
@@ -207,16 +209,30 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
             return False
         view = SqlTenantView(session, settings)
         run = _Run(view, DecisionWriter(now), now, rt, final, careful=careful)
-        rows = inbox.unapplied(session, tenant, limit)
-        view.prefetch({row.conversation_id for row in rows if row.conversation_id})
-        progressed = run.apply_rows(rows)
-        if len(rows) < limit:
+        full, last_seq = _apply_pages(session, run, tenant, limit)
+        if not full:
             run.fire_due(now)
         _finish(session, run)
-    if len(rows) == limit:
-        return progressed
+    if full:
+        return True
     with rt.sessions.begin() as session:
-        return inbox.has_newer(session, tenant, rows[-1].seq if rows else 0)
+        return inbox.has_newer(session, tenant, last_seq)
+
+
+def _apply_pages(session: Session, run: _Run, tenant: str, limit: int) -> tuple[bool, int]:
+    """Apply the tenant's oldest ``limit`` unapplied rows. When every row of a full page
+    waits for its conversation, read on past them: waiting events must not stall their
+    tenant. Returns whether the last page read was full (more may follow) and its last seq."""
+    after = 0
+    while True:
+        rows = inbox.unapplied(session, tenant, limit, after)
+        run.view.prefetch({row.conversation_id for row in rows if row.conversation_id})
+        run.apply_rows(rows)
+        after = rows[-1].seq if rows else after
+        if len(rows) < limit:
+            return False, after
+        if run.progressed:
+            return True, after
 
 
 def _lock_tenant(session: Session, tenant: str) -> TenantSettings | None:
@@ -244,15 +260,19 @@ class _Run:
     careful: bool = False
     applied: list[int] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    # Rows waiting for their conversation to start, and the later rows they hold back.
+    held: dict[str, list[InboxRow]] = field(default_factory=dict)
 
-    def apply_rows(self, rows: Sequence[InboxRow]) -> bool:
+    @property
+    def progressed(self) -> bool:
+        return bool(self.applied or self.rejected)
+
+    def apply_rows(self, rows: Sequence[InboxRow]) -> None:
         """Apply ``rows`` in order. A row waiting for its conversation to start holds back
         that conversation's later rows; they apply right after the start, so the outcome is
         the same however the rows were split into batches (``chatroute replay`` relies on it)."""
-        held: dict[str, list[InboxRow]] = {}
         for row in rows:
-            self._apply_or_hold(row, held)
-        return bool(self.applied or self.rejected)
+            self._apply_or_hold(row, self.held)
 
     def _apply_or_hold(self, row: InboxRow, held: dict[str, list[InboxRow]]) -> None:
         conversation = row.conversation_id or ""
@@ -337,6 +357,7 @@ class _Run:
             raise
         except Exception as error:
             log.error("event_or_timer_failed", error=repr(error), exc_info=True)
+            self.view.forget()
             raise _Bug from error
 
 

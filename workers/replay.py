@@ -5,22 +5,25 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import IO
 
 from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from chatroute import bootstrap, service
 from chatroute import stats as service_stats
 from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.bootstrap import Runtime
 from chatroute.clock import VirtualClock
+from chatroute.domain.model import TimerState
+from chatroute.errors import InvalidEvent
 from chatroute.settings import Settings
 from chatroute.store import inbox, outbox, tables
 from chatroute.store.outbox import OutgoingMessage
+from schemas.events import Event, parse_event
 
 
 @dataclass
@@ -42,59 +45,153 @@ def replay(
     from workers import broker
 
     stub = broker.install(settings)
-    from workers import routing, stats, timers
-
     if not isinstance(stub, StubBroker):
         raise RuntimeError("replay needs the in-process broker; another one is installed")
-    # Hand-offs to the worker thread happen per line: switch threads sooner than every 5 ms.
+    # Hand-offs to the worker thread happen per run of lines: switch threads sooner.
     sys.setswitchinterval(0.0002)
+    replayer = _Replayer(rt, clock, stub, _StdoutSink(out))
     summary = Summary()
-    sink = _StdoutSink(out)
-    worker = _worker(stub)
-
-    def nudge(tenant: str, final: bool = False) -> None:
-        # In-process, a failure is a bug: surface it at once instead of retrying with backoff.
-        routing.apply_tenant.send_with_options(
-            args=(tenant,), kwargs={"final": final}, max_retries=0
-        )
-
-    def settle() -> None:
-        stub.join(broker.ROUTING_QUEUE, fail_fast=True)
-        worker.join()
-        _relay_all(rt, sink)
-
-    swept = clock.now()
     for line in lines:
         body = line.rstrip(b"\r\n")
         if not body.strip():
             continue
         summary.events += 1
-        moment = _event_time(body)
-        if moment is not None:
-            clock.advance_to(moment)
-        for tenant in service.ingest(rt, [service.Incoming(body)]):
-            nudge(tenant)
-        if clock.now() > swept:
-            # Only a moving clock makes timers due or waiting events expire.
-            swept = clock.now()
-            timers.sweep_once(rt, nudge)
-        settle()
-        if progress is not None and summary.events % 500 == 0:
+        replayer.line(body)
+        if progress is not None and summary.events % 5000 == 0:
             progress.write(f"\rreplay: {summary.events} events")
+    replayer.finish(until)
     if progress is not None:
         progress.write(f"\rreplay: {summary.events} events, done\n")
-    if until is not None:
-        clock.advance_to(until)
-    timers.sweep_once(rt, nudge)
-    settle()
-    for tenant in _tenants_with_unapplied(rt):
-        nudge(tenant, final=True)
-    settle()
-    # What the stats worker would do next: count the run, so ``chatroute stats`` shows it.
-    for tenant in service_stats.stale_tenants(rt):
-        stats.fold_tenant.send_with_options(args=(tenant,), max_retries=0)
-    stub.join(broker.STATS_QUEUE, fail_fast=True)
     return summary
+
+
+@dataclass
+class _Run:
+    """Consecutive lines of one tenant, in time order, applied in one batch.
+
+    The batch decides what one line at a time would (held events apply right after their
+    conversation's start), provided nothing outside the run falls due within it: the run
+    stops before another tenant's timer, before any waiting event's retry window ends, and
+    within one retry window of its first line.
+    """
+
+    tenant: str
+    first: datetime
+    ends_before: datetime
+    messages: list[service.Incoming] = field(default_factory=list)
+
+    def takes(self, event: Event, limit: int) -> bool:
+        last = self.messages[-1].received_at if self.messages else self.first
+        return (
+            event.tenant == self.tenant
+            and last is not None
+            and last <= event.time < self.ends_before
+            and len(self.messages) < limit
+        )
+
+
+class _Replayer:
+    def __init__(self, rt: Runtime, clock: VirtualClock, stub: StubBroker, sink: _StdoutSink):
+        from workers import routing, stats, timers  # noqa: F401  (the worker consumes both queues)
+
+        self.rt, self.clock, self.stub, self.sink = rt, clock, stub, sink
+        self.worker = _worker(stub)
+        self.routing, self.timers = routing, timers
+        self.swept = clock.now()
+        self.run: _Run | None = None
+        self.window = timedelta(seconds=rt.settings.unknown_retry_s)
+
+    def line(self, body: bytes) -> None:
+        event = _valid(body)
+        if self.run is not None and (event is None or not self.run.takes(event, self._limit)):
+            self._flush()
+        if event is None or event.time < self.clock.now():
+            self._single(body)  # not an event, or out of time order: exactly as it comes
+            return
+        if self.run is None:
+            self.run = self._start(event)
+        if self.run.takes(event, self._limit):
+            self.run.messages.append(service.Incoming(body, None, event.time))
+        else:
+            self.run = None
+            self._single(body)
+
+    @property
+    def _limit(self) -> int:
+        return self.rt.settings.batch_size
+
+    def _start(self, event: Event) -> _Run:
+        ends = min(d for d in (event.time + self.window, *self._due_elsewhere(event.tenant)) if d)
+        return _Run(event.tenant, event.time, ends)
+
+    def _due_elsewhere(self, tenant: str) -> tuple[datetime | None, datetime | None]:
+        """The next timer of another tenant, and when the oldest waiting event stops waiting."""
+        t, i = tables.timers.c, tables.inbox.c
+        with self.rt.engine.connect() as connection:
+            due = connection.scalar(
+                select(func.min(t.due)).where(t.state == TimerState.ARMED, t.tenant != tenant)
+            )
+            waiting = connection.scalar(select(func.min(i.received_at)).where(i.state == inbox.NEW))
+        return due, None if waiting is None else waiting + self.window
+
+    def _flush(self) -> None:
+        run, self.run = self.run, None
+        if run is None or not run.messages:
+            return
+        last = run.messages[-1].received_at
+        assert last is not None
+        self._apply(last, run.messages)
+
+    def _single(self, body: bytes) -> None:
+        moment = _event_time(body)
+        self._apply(moment, [service.Incoming(body)])
+
+    def _apply(self, moment: datetime | None, messages: list[service.Incoming]) -> None:
+        if moment is not None:
+            self.clock.advance_to(moment)
+        for tenant in service.ingest(self.rt, messages):
+            self._nudge(tenant)
+        if self.clock.now() > self.swept:
+            # Only a moving clock makes timers due or waiting events expire.
+            self.swept = self.clock.now()
+            self.timers.sweep_once(self.rt, self._nudge)
+        self._settle()
+
+    def _nudge(self, tenant: str, final: bool = False) -> None:
+        # In-process, a failure is a bug: surface it at once instead of retrying with backoff.
+        self.routing.apply_tenant.send_with_options(
+            args=(tenant,), kwargs={"final": final}, max_retries=0
+        )
+
+    def _settle(self) -> None:
+        from workers import broker
+
+        self.stub.join(broker.ROUTING_QUEUE, fail_fast=True)
+        self.worker.join()
+        _relay_all(self.rt, self.sink)
+
+    def finish(self, until: datetime | None) -> None:
+        from workers import broker, stats
+
+        self._flush()
+        if until is not None:
+            self.clock.advance_to(until)
+        self.timers.sweep_once(self.rt, self._nudge)
+        self._settle()
+        for tenant in _tenants_with_unapplied(self.rt):
+            self._nudge(tenant, final=True)
+        self._settle()
+        # What the stats worker would do next: count the run, so ``chatroute stats`` shows it.
+        for tenant in service_stats.stale_tenants(self.rt):
+            stats.fold_tenant.send_with_options(args=(tenant,), max_retries=0)
+        self.stub.join(broker.STATS_QUEUE, fail_fast=True)
+
+
+def _valid(body: bytes) -> Event | None:
+    try:
+        return parse_event(body)
+    except InvalidEvent:
+        return None
 
 
 _workers: dict[int, Worker] = {}

@@ -118,13 +118,11 @@ def _group(conversation: Conversation) -> str:
 
 
 def _respondent_updated(view: TenantView, cmd: RespondentUpdated, now: datetime) -> list[Decision]:
-    respondent = view.respondent(cmd.respondent)
-    if respondent is None:
-        respondent = Respondent(view.tenant, cmd.respondent, [], 0)
-        view.add_respondent(respondent)
+    respondent = view.respondent(cmd.respondent) or Respondent(view.tenant, cmd.respondent, [], 0)
     respondent.groups = list(cmd.groups)
     respondent.slots = cmd.slots
     respondent.name = cmd.name
+    view.add_respondent(respondent)  # new, or with new groups
     return routing.serve(view, cmd.respondent, now)
 
 

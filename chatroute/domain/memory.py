@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -32,6 +33,8 @@ class InMemoryTenantView:
         self.holds: dict[str, PendingHold] = {}
         self.contacts_by_conversation: dict[str, list[Contact]] = {}
         self.timers: dict[str, Timer] = {}
+        self._timers_of: dict[str, list[Timer]] = {}
+        self._by_due: list[tuple[datetime, str, Timer]] = []
 
     def settings(self) -> TenantSettings:
         return self._settings
@@ -127,16 +130,22 @@ class InMemoryTenantView:
         own.sort(key=lambda c: c.number)
 
     # durable timers
+    # Indexed by conversation and by due time (a heap), so a simulated day of 100,000
+    # conversations does not scan every timer on every event.
     def arm_timer(self, timer: Timer) -> None:
         self.timers[timer.timer_id] = timer
+        self._timers_of.setdefault(timer.conversation_id, []).append(timer)
+        heapq.heappush(self._by_due, (timer.due, timer.timer_id, timer))
 
     def armed_timers(self, conversation_id: str) -> list[Timer]:
-        return [
-            t
-            for t in self.timers.values()
-            if t.conversation_id == conversation_id and t.state == TimerState.ARMED
-        ]
+        own = self._timers_of.get(conversation_id, [])
+        return [t for t in own if t.state == TimerState.ARMED]
 
     def due_timers(self, upto: datetime) -> list[Timer]:
-        due = [t for t in self.timers.values() if t.state == TimerState.ARMED and t.due <= upto]
-        return sorted(due, key=lambda t: (t.due, t.timer_id))
+        taken = []
+        while self._by_due and self._by_due[0][0] <= upto:
+            taken.append(heapq.heappop(self._by_due))
+        due = [entry for entry in taken if entry[2].state == TimerState.ARMED]
+        for entry in due:
+            heapq.heappush(self._by_due, entry)  # the caller fires them; cancelled ones go
+        return [timer for _, _, timer in due]

@@ -24,6 +24,7 @@ from chatroute.domain.contacts import (
 from chatroute.domain.model import Contact, Conversation, TenantSettings
 from chatroute.store import tables
 from chatroute.store.inbox import insert_ignoring_duplicates
+from chatroute.store.view import stats_counter
 
 FOLD_LIMIT = 2000  # conversations per transaction
 
@@ -44,7 +45,7 @@ def fold(session: Session, tenant: str, limit: int = FOLD_LIMIT) -> bool:
     if settings is None or checkpoint is None:
         return False
     # Read before the conversations: whatever committed up to this value is visible below.
-    counter = settings.counter
+    counter = stats_counter(settings)
     terms = commission_terms(settings)
     since = checkpoint.seq if checkpoint.commission == terms else -1
     changed = _changed(session, tenant, since, limit)
@@ -142,6 +143,6 @@ def stale_tenants(session: Session) -> list[str]:
     stale = []
     for settings in session.scalars(select(TenantSettings).order_by(TenantSettings.tenant)):
         seq, terms = folded.get(settings.tenant, (-1, ""))
-        if settings.counter > seq or (seq >= 0 and terms != commission_terms(settings)):
+        if stats_counter(settings) > seq or (seq >= 0 and terms != commission_terms(settings)):
             stale.append(settings.tenant)
     return stale

@@ -64,7 +64,8 @@ def existing(session: Session, keys: Iterable[tuple[str, str]]) -> set[tuple[str
     return found
 
 
-def unapplied(session: Session, tenant: str, limit: int) -> list[InboxRow]:
+def unapplied(session: Session, tenant: str, limit: int, after: int = 0) -> list[InboxRow]:
+    """``tenant``'s oldest unapplied rows that arrived after ``after``, in arrival order."""
     c = tables.inbox.c
     query = (
         select(
@@ -77,7 +78,7 @@ def unapplied(session: Session, tenant: str, limit: int) -> list[InboxRow]:
             c.received_at,
             c.body,
         )
-        .where(c.state == NEW, c.tenant == tenant)
+        .where(c.state == NEW, c.tenant == tenant, c.seq > after)
         .order_by(c.seq)
         .limit(limit)
     )

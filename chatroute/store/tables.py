@@ -72,6 +72,9 @@ tenants = Table(
     Column("commission_rate", Float, nullable=False, server_default="0"),
     Column("commission_amount", Float, nullable=False, server_default="0"),
     Column("counter", BigInteger, nullable=False, server_default="0"),
+    # Apart from ``counter`` (which numbers queue places and timers, so decisions stay the
+    # same however events are batched): numbers changes for the stats worker.
+    Column("stats_counter", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 respondents = Table(
@@ -127,7 +130,7 @@ conversations = Table(
     Column("contacts", Integer, nullable=False),
     Column("closed_at", UTCDateTime),
     Column("queued_at", UTCDateTime),
-    # The tenant's counter when a change to it or its contacts last committed: the stats
+    # The tenant's stats_counter when a change to it or its contacts last committed: the stats
     # worker folds the conversations above its checkpoint (see ``store.figures``).
     Column("stats_seq", BigInteger, nullable=False, default=0, server_default="0"),
     Index("ix_conversations_holder", "tenant", "respondent", "state"),

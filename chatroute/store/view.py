@@ -38,16 +38,23 @@ class SqlTenantView:
         self.session = session
         self.tenant = settings.tenant
         self._settings = settings
+        # The session's identity map holds objects weakly: keep what was read for this batch
+        # so a second look finds it in memory rather than in the database.
+        self._held: list[object] = []
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the caches, after a rollback to a savepoint made them stale."""
         # Caches for one transaction (this view holds the tenant's lock, so nobody else
         # writes these rows meanwhile): they spare a query per event on the hot path.
         self._rules: dict[str, Rule] | None = None
         self._contacts: dict[str, list[Contact]] = {}
         self._timers: dict[str, list[Timer]] = {}
-        # The session's identity map holds objects weakly: keep what was read for this batch
-        # so a second look finds it in memory rather than in the database.
-        self._held: list[object] = []
         self._next_due: datetime | _Unknown | None = UNKNOWN
         self._rows: dict[type[QueueEntry | PendingHold], int] = {}
+        # Members of each group looked at (free or not), and conversations known not to exist.
+        self._members: dict[str, list[Respondent]] = {}
+        self._absent: set[str] = set()
 
     def _count(self, kind: type[QueueEntry | PendingHold]) -> int:
         """The tenant's queue entries or holds: most serving finds none, and skips a query."""
@@ -72,23 +79,29 @@ class SqlTenantView:
 
     def add_respondent(self, respondent: Respondent) -> None:
         self.session.add(respondent)
+        self._members.clear()  # a new respondent, or new groups: membership is read again
 
     def free_respondents(self, group: str) -> list[Respondent]:
-        m = tables.memberships.c
-        query = (
-            select(Respondent)
-            .join(
-                tables.memberships,
-                (m.tenant == Respondent.tenant) & (m.respondent_id == Respondent.respondent_id),
+        # Status, load and slots change in memory during the batch: filter the live objects.
+        return [
+            r
+            for r in self._group_members(group)
+            if r.status == AVAILABLE and r.load < r.slots and group in r.groups
+        ]
+
+    def _group_members(self, group: str) -> list[Respondent]:
+        if group not in self._members:
+            m = tables.memberships.c
+            query = (
+                select(Respondent)
+                .join(
+                    tables.memberships,
+                    (m.tenant == Respondent.tenant) & (m.respondent_id == Respondent.respondent_id),
+                )
+                .where(m.tenant == self.tenant, m.group_id == group)
             )
-            .where(
-                m.tenant == self.tenant,
-                m.group_id == group,
-                Respondent.status == AVAILABLE,
-                Respondent.load < Respondent.slots,
-            )
-        )
-        return list(self.session.scalars(query))
+            self._members[group] = list(self.session.scalars(query))
+        return self._members[group]
 
     def group_exists(self, group: str) -> bool:
         self.session.flush()  # memberships are written by the flush
@@ -120,9 +133,12 @@ class SqlTenantView:
 
     # conversations
     def conversation(self, conversation_id: str) -> Conversation | None:
+        if conversation_id in self._absent:
+            return None
         return self.session.get(Conversation, (self.tenant, conversation_id))
 
     def add_conversation(self, conversation: Conversation) -> None:
+        self._absent.discard(conversation.conversation_id)
         self.session.add(conversation)
 
     def held_by(self, respondent_id: str, state: str) -> list[Conversation]:
@@ -246,7 +262,9 @@ class SqlTenantView:
         query = select(Conversation).where(
             Conversation.tenant == self.tenant, Conversation.conversation_id.in_(ids)
         )
-        self._held.extend(self.session.scalars(query))
+        found = list(self.session.scalars(query))
+        self._held.extend(found)
+        self._absent.update(set(ids) - {c.conversation_id for c in found})
         contacts = select(Contact).where(
             Contact.tenant == self.tenant, Contact.conversation_id.in_(ids)
         )
@@ -281,26 +299,35 @@ class SqlTenantView:
 
 def stamp_stats_changes(session: Session, _context: object, _instances: object) -> None:
     """Before a flush: a conversation changed, or one of its contacts, takes the tenant's
-    next counter value as its ``stats_seq``.
+    next stats counter value as its ``stats_seq``.
 
     The tenant's writers are serialised by its lock, so these values commit in increasing
     order: the stats worker folds what lies above its checkpoint and misses nothing.
     """
     changed: set[tuple[str, str]] = set()
+    pending: dict[tuple[str, str], Conversation] = {}  # session.get finds no pending object
     for obj in list(session.new) + list(session.dirty):
+        if isinstance(obj, Conversation) and obj in session.new:
+            pending[(obj.tenant, obj.conversation_id)] = obj
         if isinstance(obj, Conversation | Contact) and (
             obj in session.new or session.is_modified(obj)
         ):
             changed.add((obj.tenant, obj.conversation_id))
     with session.no_autoflush:
-        for tenant, conversation_id in sorted(changed):
-            settings = session.get(TenantSettings, tenant)
-            conversation = session.get(Conversation, (tenant, conversation_id))
+        for key in sorted(changed):
+            settings = session.get(TenantSettings, key[0])
+            conversation = pending.get(key) or session.get(Conversation, key)
             if settings is None or conversation is None:
                 continue
-            settings.counter += 1
-            # A column of the store only: the domain's dataclass does not declare it.
-            setattr(conversation, "stats_seq", settings.counter)  # noqa: B010
+            # Columns of the store only: the domain's dataclasses do not declare them.
+            seq = stats_counter(settings) + 1
+            setattr(settings, "stats_counter", seq)  # noqa: B010
+            setattr(conversation, "stats_seq", seq)  # noqa: B010
+
+
+def stats_counter(settings: TenantSettings) -> int:
+    """The tenant's last stats counter value (0 for a tenant not flushed yet)."""
+    return int(getattr(settings, "stats_counter", None) or 0)
 
 
 def sync_memberships(session: Session, _context: object, _instances: object) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import random
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from chatroute.settings import Settings
-from tests.builders import START, Events, jsonl
+from tests.builders import START, Events, jsonl, rfc3339
 from workers.replay import replay
 
 Decision = dict[str, Any]
@@ -326,3 +328,74 @@ def test_an_event_that_hits_a_bug_is_set_aside_and_the_tenant_goes_on(
         ("event.rejected", None, "internal error (ZeroDivisionError('a bug')); event set aside"),
     ]
     assert decisions[2:] == [("conversation.assigned", "c2", "a")]
+
+
+def mixed_day(seed: int) -> list[bytes]:
+    """Three tenants interleaved, with what makes batching hard: short reassignment and snooze
+    timers of every tenant, status flaps, events before their conversation's start, events of
+    conversations never started, invalid lines, duplicates and times that go backwards."""
+    rng = random.Random(seed)
+    streams: list[list[bytes]] = []
+    for t in range(3):
+        shop = Events(f"t{t}", step=timedelta(seconds=rng.choice([1, 4, 9])))
+        shop.event("tenant.updated", reassign_after_s=rng.choice([30, 90]))
+        shop.rule("all", "G")
+        shop.respondent("a", ["G"], slots=3)
+        shop.respondent("b", ["G"], slots=2)
+        for n in range(40):
+            cid = f"c{n}"
+            step = rng.random()
+            if step < 0.1:  # a message that arrives before its conversation's start
+                early = shop.event("message.posted", conversation=cid, author="visitor")
+                shop.lines.remove(early)
+                shop.start(cid)
+                shop.lines.insert(len(shop.lines) - 1, early)
+            else:
+                shop.start(cid)
+            who = rng.choice(["a", "b"])
+            if step < 0.3:
+                until = rfc3339(shop.now + timedelta(seconds=rng.choice([5, 40, 200])))
+                shop.event("conversation.snoozed", conversation=cid, respondent=who, until=until)
+            elif step < 0.45:
+                shop.event(
+                    "conversation.transferred", conversation=cid, respondent=who, to_respondent="b"
+                )
+            elif step < 0.55:
+                shop.event("respondent.status", respondent=who, status="unavailable")
+                shop.later(seconds=rng.choice([10, 100]))
+                shop.event("respondent.status", respondent=who, status="available")
+            elif step < 0.6:
+                shop.event("message.posted", conversation=f"ghost{n}", author="visitor")
+            elif step < 0.65:
+                shop.later(minutes=-3)  # this tenant's clock goes back for a while
+            if rng.random() < 0.5:
+                shop.event("message.posted", conversation=cid, author="respondent", respondent=who)
+            if rng.random() < 0.4:
+                shop.event("conversation.closed", conversation=cid)
+        lines = [json.dumps(e).encode() for e in shop.lines]
+        for _ in range(4):
+            lines.insert(rng.randrange(len(lines)), rng.choice(lines))  # a redelivery
+        lines.insert(rng.randrange(len(lines)), b'{"oops"')
+        streams.append(lines)
+    merged: list[bytes] = []
+    while any(streams):
+        merged.append(rng.choice([s for s in streams if s]).pop(0))
+    return merged
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batched_replay_decides_exactly_what_line_by_line_replay_decides(
+    tmp_path: Path, seed: int
+) -> None:
+    lines = [line + b"\n" for line in mixed_day(seed)]
+    until = START + timedelta(days=2)
+    outputs = {}
+    for batch in (1, 200):
+        settings = Settings(database_url=f"sqlite:///{tmp_path}/b{batch}.db", batch_size=batch)
+        out = io.StringIO()
+        replay(settings, lines, out, until=until)
+        outputs[batch] = out.getvalue().splitlines()
+    kinds = Counter(json.loads(line)["type"] for line in outputs[1])
+    assert kinds["conversation.woken"] and kinds["conversation.pending"]
+    assert kinds["event.rejected"] and kinds["conversation.queued"]
+    assert outputs[200] == outputs[1]

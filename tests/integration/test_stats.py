@@ -266,5 +266,5 @@ def test_routing_stamps_each_changed_conversation_with_a_rising_seq(
     c = tables.conversations.c
     with rt.engine.connect() as connection:
         seqs = dict(connection.execute(select(c.conversation_id, c.stats_seq)).all())
-        counter = connection.scalar(select(tables.tenants.c.counter))
+        counter = connection.scalar(select(tables.tenants.c.stats_counter))
     assert 0 < seqs["c2"] < seqs["c1"] <= counter  # c1 changed last (its rating)

@@ -14,6 +14,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("stats_counter", sa.BigInteger(), nullable=False, server_default="0")
+        )
     with op.batch_alter_table("conversations", schema=None) as batch_op:
         batch_op.add_column(sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
@@ -78,3 +82,5 @@ def downgrade() -> None:
         batch_op.drop_index("ix_conversations_stats")
         batch_op.drop_column("stats_seq")
         batch_op.drop_column("queued_at")
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.drop_column("stats_counter")
