@@ -38,9 +38,6 @@ class SqlTenantView:
         self.session = session
         self.tenant = settings.tenant
         self._settings = settings
-        # The session's identity map holds objects weakly: keep what was read for this batch
-        # so a second look finds it in memory rather than in the database.
-        self._held: list[object] = []
         self.forget()
 
     def forget(self) -> None:
@@ -52,9 +49,12 @@ class SqlTenantView:
         self._timers: dict[str, list[Timer]] = {}
         self._next_due: datetime | _Unknown | None = UNKNOWN
         self._rows: dict[type[QueueEntry | PendingHold], int] = {}
-        # Members of each group looked at (free or not), and conversations known not to exist.
+        # Members of each group looked at (free or not); conversations and respondents looked
+        # up, None for those known not to exist. A pending (new) object is not in the session's
+        # identity map: without these, looking at it again would flush and query.
         self._members: dict[str, list[Respondent]] = {}
-        self._absent: set[str] = set()
+        self._conversations: dict[str, Conversation | None] = {}
+        self._respondents: dict[str, Respondent | None] = {}
 
     def _count(self, kind: type[QueueEntry | PendingHold]) -> int:
         """The tenant's queue entries or holds: most serving finds none, and skips a query."""
@@ -72,13 +72,14 @@ class SqlTenantView:
 
     # respondents
     def respondent(self, respondent_id: str) -> Respondent | None:
-        found = self.session.get(Respondent, (self.tenant, respondent_id))
-        if found is not None:
-            self._held.append(found)
-        return found
+        if respondent_id not in self._respondents:
+            found = self.session.get(Respondent, (self.tenant, respondent_id))
+            self._respondents[respondent_id] = found
+        return self._respondents[respondent_id]
 
     def add_respondent(self, respondent: Respondent) -> None:
         self.session.add(respondent)
+        self._respondents[respondent.respondent_id] = respondent
         self._members.clear()  # a new respondent, or new groups: membership is read again
 
     def free_respondents(self, group: str) -> list[Respondent]:
@@ -133,13 +134,14 @@ class SqlTenantView:
 
     # conversations
     def conversation(self, conversation_id: str) -> Conversation | None:
-        if conversation_id in self._absent:
-            return None
-        return self.session.get(Conversation, (self.tenant, conversation_id))
+        if conversation_id not in self._conversations:
+            found = self.session.get(Conversation, (self.tenant, conversation_id))
+            self._conversations[conversation_id] = found
+        return self._conversations[conversation_id]
 
     def add_conversation(self, conversation: Conversation) -> None:
-        self._absent.discard(conversation.conversation_id)
         self.session.add(conversation)
+        self._conversations[conversation.conversation_id] = conversation
 
     def held_by(self, respondent_id: str, state: str) -> list[Conversation]:
         query = select(Conversation).where(
@@ -262,9 +264,10 @@ class SqlTenantView:
         query = select(Conversation).where(
             Conversation.tenant == self.tenant, Conversation.conversation_id.in_(ids)
         )
-        found = list(self.session.scalars(query))
-        self._held.extend(found)
-        self._absent.update(set(ids) - {c.conversation_id for c in found})
+        found = {c.conversation_id: c for c in self.session.scalars(query)}
+        for cid in ids:
+            if self._conversations.get(cid) is None:
+                self._conversations[cid] = found.get(cid)
         contacts = select(Contact).where(
             Contact.tenant == self.tenant, Contact.conversation_id.in_(ids)
         )
