@@ -10,6 +10,8 @@ has reached ``chat.decisions``. Prints one line per worker-process count.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import tempfile
 import time
 import uuid
@@ -20,7 +22,7 @@ from sqlalchemy import create_engine, text
 
 from tests.builders import Events
 from tests.conftest import PG_ADMIN_URL
-from tests.e2e.harness import DecisionLog, Pipeline, Vhost, lines, wait_until
+from tests.e2e.harness import DecisionLog, Pipeline, Vhost, _session_members, lines, wait_until
 from tests.e2e.test_pipeline import inbox_states
 
 
@@ -75,6 +77,8 @@ def measure(processes: int, threads: int, tenants: int, events: int) -> dict[str
         total = len(setup) + len(traffic)
         # Published ahead, so the pipeline drains a backlog: sustained throughput.
         bodies = lines(traffic)
+        kinds = process_kinds(pipeline)
+        before = {kind: cpu_seconds(pids) for kind, pids in kinds.items()}
         started = time.monotonic()
         pipeline.publish(bodies, publishers=2)
         published = time.monotonic() - started
@@ -82,6 +86,9 @@ def measure(processes: int, threads: int, tenants: int, events: int) -> dict[str
         applied = time.monotonic() - started
         wait_until(lambda: len(decisions.decisions) >= expected, 120, "decisions")
         decided = time.monotonic() - started
+        cpu = {
+            kind: cpu_seconds(pids) - before[kind] for kind, pids in process_kinds(pipeline).items()
+        }
     finally:
         pipeline.stop()
         decisions.stop()
@@ -94,7 +101,31 @@ def measure(processes: int, threads: int, tenants: int, events: int) -> dict[str
         "applied_s": applied,
         "decided_s": decided,
         "events_per_s": len(traffic) / decided,
+        **{f"cpu_ms_per_event_{kind}": 1000 * s / len(traffic) for kind, s in cpu.items()},
     }
+
+
+def process_kinds(pipeline: Pipeline) -> dict[str, list[int]]:
+    """The pids of each process kind: the pipeline's own by session, the servers by name."""
+    kinds = {
+        name: _session_members([os.getsid(child.pid)]) for name, child in pipeline.children.items()
+    }
+    for kind, pattern in (("rabbitmq", "beam.smp"), ("postgresql", "^postgres")):
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+        kinds[kind] = [int(pid) for pid in found.split()]
+    return kinds
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds used so far by ``pids``."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

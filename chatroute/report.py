@@ -19,6 +19,9 @@ WIDTH = 720
 BAR = 22  # height of one bar, in px
 LABEL = 160  # room for names left of the bars
 HEADER = 70  # room for the transfer matrix's column names
+# A page for people: the busiest respondents are drawn, all of them are in ``chatroute stats``.
+MOST_RESPONDENTS = 30
+MOST_IN_MATRIX = 15
 COLOURS = {"answered": "#2f7d4f", "unanswered": "#c0504d", "bar": "#3b6ea8", "grid": "#d9d9d9"}
 
 
@@ -31,26 +34,37 @@ def write_report(rt: Runtime, window: Window, out: Path) -> Path:
 
 
 def render(rt: Runtime, window: Window) -> str:
-    people = [r for r in rows(rt, "respondent", window) if r["contacts"]]
+    everyone = [r for r in rows(rt, "respondent", window) if r["contacts"]]
     groups = rows(rt, "group", window)
+    busiest = sorted(everyone, key=lambda r: (-r["contacts"], r["respondent"]))[:MOST_RESPONDENTS]
+    people = sorted(busiest, key=lambda r: r["respondent"])
+    note = _busiest_note(len(people), len(everyone))
+    ratings = [(p["respondent"], p["satisfaction_avg"], p["satisfaction_count"]) for p in people]
     sections = [
-        _summary(people, groups),
-        _section("Contacts per respondent", _answered_chart(people)),
+        _summary(everyone, groups),
+        _section("Contacts per respondent", note + _answered_chart(people)),
         _section("Wait before first assignment", _histogram(waits(rt, window))),
         _section("Transfers between respondents", _transfer_matrix(transfers(rt, window))),
         _section(
             "Satisfaction per respondent (average score, ratings in brackets)",
-            _bars(
-                [(p["respondent"], p["satisfaction_avg"], p["satisfaction_count"]) for p in people]
-            ),
+            note + _bars(ratings),
         ),
         _section(
             "Commission per respondent",
-            _bars([(p["respondent"], p["commission"], None) for p in people]),
+            note + _bars([(p["respondent"], p["commission"], None) for p in people]),
         ),
         _section("Groups", _group_table(groups)),
     ]
     return _page(window, "\n".join(sections))
+
+
+def _busiest_note(shown: int, everyone: int) -> str:
+    if shown == everyone:
+        return ""
+    text = (
+        f"The {shown} respondents with the most contacts, of {everyone}: chatroute stats lists all."
+    )
+    return f'<p class="meta">{_e(text)}</p>'
 
 
 def _page(window: Window, body: str) -> str:
@@ -116,7 +130,7 @@ def _answered_chart(people: Sequence[dict[str, Any]]) -> str:
     if not people:
         return _empty()
     top = max(p["contacts"] for p in people)
-    scale = (WIDTH - LABEL - 60) / top
+    scale = (WIDTH - LABEL - 90) / top
     parts = []
     for i, p in enumerate(people):
         y = 24 + i * (BAR + 6)
@@ -174,9 +188,13 @@ def _histogram(values: Sequence[float]) -> str:
 def _transfer_matrix(pairs: dict[tuple[str, str], int]) -> str:
     if not pairs:
         return _empty("no transfers between respondents")
-    names = sorted({name for pair in pairs for name in pair})
+    volume: dict[str, int] = {}
+    for (source, target), n in pairs.items():
+        volume[source] = volume.get(source, 0) + n
+        volume[target] = volume.get(target, 0) + n
+    names = sorted(sorted(volume, key=lambda name: (-volume[name], name))[:MOST_IN_MATRIX])
     cell = min(36, (WIDTH - LABEL) / len(names))
-    top = max(pairs.values())
+    top = max((n for (s, t), n in pairs.items() if s in names and t in names), default=1)
     parts = [_text(0, 14, "from ↓ / to →")]
     for j, name in enumerate(names):
         x = LABEL + j * cell + cell / 2

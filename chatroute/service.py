@@ -7,11 +7,14 @@ state change, the idempotency record and the decisions it causes together.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +26,7 @@ from chatroute.bootstrap import Runtime
 from chatroute.domain import lifecycle
 from chatroute.domain.model import Decision, TenantSettings, Timer, TimerState
 from chatroute.errors import InvalidEvent, Rejected, UnknownConversation
-from chatroute.store import inbox, outbox, tables
+from chatroute.store import attempts, inbox, outbox, tables
 from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
 from chatroute.store.view import SqlTenantView
 from schemas.decisions import make_decision
@@ -222,12 +225,23 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
 def _apply_pages(session: Session, run: _Run, tenant: str, limit: int) -> tuple[bool, int]:
     """Apply the tenant's oldest ``limit`` unapplied rows. When every row of a full page
     waits for its conversation, read on past them: waiting events must not stall their
-    tenant. Returns whether the last page read was full (more may follow) and its last seq."""
+    tenant. Returns whether more may follow at once and the last seq read.
+
+    Rows a try never finished with (``store.attempts``) are left for one transaction each.
+    """
     after = 0
     while True:
         rows = inbox.unapplied(session, tenant, limit, after)
-        run.view.prefetch({row.conversation_id for row in rows if row.conversation_id})
-        run.apply_rows(rows)
+        clean = rows if not run.counting else list(takewhile(lambda r: not r.attempts, rows))
+        run.view.prefetch({row.conversation_id for row in clean if row.conversation_id})
+        if run.counting:
+            attempts.count(run.rt.engine, [row.seq for row in clean])
+        run.apply_rows(clean)
+        if len(clean) < len(rows):
+            suspect = rows[len(clean)]
+            if not run.progressed:
+                run.try_suspect(suspect)
+            return True, suspect.seq
         after = rows[-1].seq if rows else after
         if len(rows) < limit:
             return False, after
@@ -244,6 +258,8 @@ def _lock_tenant(session: Session, tenant: str) -> TenantSettings | None:
 
 
 def _finish(session: Session, run: _Run) -> None:
+    if run.counting:
+        attempts.forgive(session, [row.seq for rows in run.held.values() for row in rows])
     inbox.mark_applied(session, run.applied, run.now)
     for seq, reason in run.rejected:
         inbox.mark(session, seq, inbox.REJECTED, run.now, reason)
@@ -266,6 +282,29 @@ class _Run:
     @property
     def progressed(self) -> bool:
         return bool(self.applied or self.rejected)
+
+    @property
+    def counting(self) -> bool:
+        return attempts.counted(self.view.session)
+
+    def try_suspect(self, row: InboxRow) -> None:
+        """Apply ``row``, which a try never finished with, alone and carefully; or set it
+        aside when its tries ended the worker process ``MAX_ATTEMPTS`` times."""
+        if row.attempts >= attempts.MAX_ATTEMPTS:
+            log.error(
+                "event_set_aside_after_crashes",
+                tenant=row.tenant,
+                event_id=row.event_id,
+                type=row.type,
+                attempts=row.attempts,
+            )
+            reason = f"set aside: {row.attempts} tries ended the worker process"
+            self._reject(row, reason)
+            return
+        attempts.count(self.rt.engine, [row.seq])
+        self.careful = True
+        self.view.prefetch({row.conversation_id} if row.conversation_id else set())
+        self.apply_rows([row])
 
     def apply_rows(self, rows: Sequence[InboxRow]) -> None:
         """Apply ``rows`` in order. A row waiting for its conversation to start holds back
@@ -291,6 +330,8 @@ class _Run:
 
     def apply_row(self, row: InboxRow) -> bool:
         """Apply one event; False when it must wait for its conversation to start."""
+        if row.event_id in self.rt.settings.fault_kill_on:
+            os.kill(os.getpid(), signal.SIGKILL)  # injected fault: a worker dying mid-batch
         event = parse_event(row.body)
         bound = {
             "tenant": row.tenant,

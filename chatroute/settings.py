@@ -23,6 +23,9 @@ class Settings:
     stats_interval_s: float = 2.0
     relay_interval_s: float = 0.02
     log_level: str = "INFO"
+    # Fault injection for the poison and chaos tests: applying one of these event ids
+    # SIGKILLs the worker process. Empty in production.
+    fault_kill_on: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -38,6 +41,9 @@ class Settings:
             stats_interval_s=float(env.get("CHATROUTE_STATS_INTERVAL_S", "2")),
             relay_interval_s=float(env.get("CHATROUTE_RELAY_INTERVAL_S", "0.02")),
             log_level=env.get("CHATROUTE_LOG_LEVEL", "INFO"),
+            fault_kill_on=frozenset(
+                filter(None, env.get("CHATROUTE_FAULT_KILL_ON", "").split(","))
+            ),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -55,4 +61,5 @@ ENV_VARS = (
     "CHATROUTE_STATS_INTERVAL_S",
     "CHATROUTE_RELAY_INTERVAL_S",
     "CHATROUTE_LOG_LEVEL",
+    "CHATROUTE_FAULT_KILL_ON",
 )

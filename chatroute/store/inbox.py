@@ -28,6 +28,7 @@ class InboxRow:
     event_time: datetime
     received_at: datetime
     body: str
+    attempts: int = 0  # tries that never finished (see ``store.attempts``)
 
 
 def insert_ignoring_duplicates(
@@ -77,6 +78,7 @@ def unapplied(session: Session, tenant: str, limit: int, after: int = 0) -> list
             c.event_time,
             c.received_at,
             c.body,
+            c.attempts,
         )
         .where(c.state == NEW, c.tenant == tenant, c.seq > after)
         .order_by(c.seq)

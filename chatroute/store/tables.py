@@ -210,6 +210,7 @@ inbox = Table(
     Column("state", String(20), nullable=False),
     Column("reason", Text),
     Column("applied_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("tenant", "event_id"),
     Index("ix_inbox_unapplied", "state", "tenant", "seq"),
 )

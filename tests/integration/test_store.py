@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from chatroute import bootstrap, service
 from chatroute.settings import Settings
-from chatroute.store import outbox, tables
+from chatroute.store import attempts, inbox, outbox, tables
 from chatroute.store.outbox import OutgoingMessage
 from tests.builders import Events
 
@@ -176,3 +176,51 @@ def test_one_batch_decides_what_one_event_per_batch_decides(db_url: str, tmp_pat
     ]
     per_line.engine.dispose()
     whole.engine.dispose()
+
+
+def unapplied_attempts(rt: bootstrap.Runtime) -> dict[str, tuple[str, int]]:
+    c = tables.inbox.c
+    with rt.engine.connect() as connection:
+        rows = connection.execute(select(c.event_id, c.state, c.attempts)).all()
+    return {event_id: (state, n) for event_id, state, n in rows}
+
+
+def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
+    pg_url: str,
+) -> None:
+    rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=5)
+    shop.start("c1")
+    poison = shop.event("message.posted", conversation="c1", author="visitor")
+    shop.start("c2")
+    service.ingest(rt, incoming(*shop.lines))
+    c = tables.inbox.c
+    # Given a batch whose try died (its rows counted, nothing applied), and then two more
+    # tries of the poison event alone that died too
+    attempts.count(rt.engine, [row.seq for row in inbox_rows(rt)])
+    poison_seq = next(r.seq for r in inbox_rows(rt) if r.event_id == poison["id"])
+    attempts.count(rt.engine, [poison_seq])
+    attempts.count(rt.engine, [poison_seq])
+    # When the tenant is applied again
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    # Then every other event is applied, one transaction each, and the poison is set aside
+    states = unapplied_attempts(rt)
+    assert states.pop(poison["id"]) == ("rejected", 3)
+    assert {state for state, _ in states.values()} == {"applied"}
+    with rt.engine.connect() as connection:
+        reason = connection.scalar(select(c.reason).where(c.event_id == poison["id"]))
+    assert reason == "set aside: 3 tries ended the worker process"
+    # And a batch that finishes leaves no count behind, so later events go in batches again
+    shop.event("conversation.closed", conversation="c2")
+    service.ingest(rt, incoming(shop.lines[-1]))
+    service.apply_tenant(rt, "shop-1")
+    assert unapplied_attempts(rt)[shop.lines[-1]["id"]] == ("applied", 1)
+    rt.engine.dispose()
+
+
+def inbox_rows(rt: bootstrap.Runtime) -> list[inbox.InboxRow]:
+    with rt.sessions.begin() as session:
+        return inbox.unapplied(session, "shop-1", 100)
