@@ -76,7 +76,10 @@ class DecisionWriter:
         reason: str,
         time: datetime,
     ) -> None:
-        cause = event_id if event_id is not None else "body:" + hashlib.sha256(body).hexdigest()
+        # Without a usable tenant an id identifies nothing: garbage bodies that share one are
+        # different messages, each kept; a repeat of the same bytes is one.
+        keyed = event_id is not None and tenant != UNKNOWN_TENANT
+        cause = event_id if keyed else "body:" + hashlib.sha256(body).hexdigest()
         data = {"event_id": event_id, "type": type_, "reason": reason}
         envelope = make_decision(tenant, cause, 0, time, "event.rejected", data)
         self.rows.append(outbox.decision_row(envelope, self.created_at))

@@ -224,3 +224,18 @@ def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
 def inbox_rows(rt: bootstrap.Runtime) -> list[inbox.InboxRow]:
     with rt.sessions.begin() as session:
         return inbox.unapplied(session, "shop-1", 100)
+
+
+def test_bodies_without_a_usable_tenant_are_each_kept_even_when_they_share_an_id(
+    rt: bootstrap.Runtime,
+) -> None:
+    # Found by tests/integration/test_fuzz.py: the second body was taken for a repeat.
+    first = b'{"specversion": "1.0", "id": "e1", "tenant": "", "data": {}}'
+    second = b'{"specversion": "1.0", "id": "e1", "tenant": "", "data": {"x": 1}}'
+    for body in (first, second, first):
+        service.ingest(rt, [service.Incoming(body)])
+    with rt.engine.connect() as connection:
+        kept = connection.scalars(
+            select(tables.outbox.c.body).where(tables.outbox.c.exchange == "")
+        )
+        assert sorted(kept) == sorted([first, second])
