@@ -21,7 +21,7 @@ class Settings:
     gateway_prefetch: int = 500
     sweep_interval_s: float = 0.5
     stats_interval_s: float = 2.0
-    relay_interval_s: float = 0.02
+    relay_interval_s: float = 0.005
     log_level: str = "INFO"
     # Fault injection for the poison and chaos tests: applying one of these event ids
     # SIGKILLs the worker process. Empty in production.
@@ -39,7 +39,7 @@ class Settings:
             gateway_prefetch=int(env.get("CHATROUTE_GATEWAY_PREFETCH", "500")),
             sweep_interval_s=float(env.get("CHATROUTE_SWEEP_INTERVAL_S", "0.5")),
             stats_interval_s=float(env.get("CHATROUTE_STATS_INTERVAL_S", "2")),
-            relay_interval_s=float(env.get("CHATROUTE_RELAY_INTERVAL_S", "0.02")),
+            relay_interval_s=float(env.get("CHATROUTE_RELAY_INTERVAL_S", "0.005")),
             log_level=env.get("CHATROUTE_LOG_LEVEL", "INFO"),
             fault_kill_on=frozenset(
                 filter(None, env.get("CHATROUTE_FAULT_KILL_ON", "").split(","))
