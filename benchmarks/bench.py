@@ -249,9 +249,10 @@ def _fill(rt: bootstrap.Runtime, setting: Setting, now: datetime) -> None:
 
 
 def replay_rate(conversations: int) -> dict[str, float]:
+    """``chatroute replay`` of a site as busy as 100,000 conversations a day."""
     from workers.replay import replay
 
-    events = day(conversations)
+    events = day(conversations, span=timedelta(days=conversations / 100_000))
     body = [json.dumps(e).encode() + b"\n" for e in events]
     folder = Path(tempfile.mkdtemp(prefix="chatroute-replay-"))
     started = time.perf_counter()
@@ -285,7 +286,7 @@ def run(quick: bool) -> dict[str, Any]:
         size(100_000, 10_000), size(1000, 200), 10, size(40.0, 25.0)
     )
     _step("replay")
-    figures["replay"] = replay_rate(size(5000, 1000))
+    figures["replay"] = replay_rate(size(20_000, 2_000))
     return figures
 
 

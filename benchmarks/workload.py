@@ -188,9 +188,13 @@ class Site:
 
 
 def day(
-    conversations: int, tenants: int = 1, respondents: int = 500, seed: int = 1
+    conversations: int,
+    tenants: int = 1,
+    respondents: int = 500,
+    seed: int = 1,
+    span: timedelta = DAY,
 ) -> list[dict[str, Any]]:
-    """``conversations`` spread over one day and ``tenants``, in time order."""
+    """``conversations`` starting over ``span`` (a day) and ``tenants``, in time order."""
     sites = [
         Site(f"site-{t}", groups=5, respondents=respondents, seed=seed + t) for t in range(tenants)
     ]
@@ -201,7 +205,7 @@ def day(
     order = itertools.count()
     for n in range(conversations):
         site = sites[n % tenants]
-        at = START + timedelta(minutes=1) + DAY * arrivals.random()
+        at = START + timedelta(minutes=1) + span * arrivals.random()
         heapq.heappush(pending, (at, next(order), site.conversation(n)))
     while pending:
         at, _, steps = heapq.heappop(pending)
