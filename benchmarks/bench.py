@@ -322,17 +322,42 @@ def report(figures: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def plot(figures: dict[str, Any], path: Path) -> None:
+    """Latency percentiles against the offered rate, with the saturation throughput marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    rates = [lat["rate"] for lat in figures["latency"]]
+    axes = pyplot.figure(figsize=(7, 4)).add_subplot()
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        axes.plot(rates, [lat[key] for lat in figures["latency"]], marker="o", label=key[:3])
+    for t in figures["throughput"]:
+        axes.axvline(t["events_per_s"], linestyle=":", color="grey")
+        axes.annotate(f"{t['processes']} proc. saturate", (t["events_per_s"], 0), rotation=90)
+    axes.set_xlabel("events/s offered")
+    axes.set_ylabel("event to decision, ms")
+    axes.set_title("chatroute on RabbitMQ + PostgreSQL (this machine)")
+    axes.legend()
+    pyplot.tight_layout()
+    pyplot.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a run under 2 minutes")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--plot", type=Path, help="PNG of latency against throughput")
     args = parser.parse_args()
     logs.configure("WARNING")
     figures = run(args.quick)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+    if args.plot:
+        plot(figures, args.plot)
     print(report(figures), flush=True)
 
 

@@ -96,10 +96,8 @@ def _store(
     conversation_rows: list[dict[str, Any]] = []
     for conversation in conversations:
         own = contacts[conversation.conversation_id]
-        contact_rows += [
-            _contact_row(tenant, o) for o in contact_outcomes(conversation, own, settings)
-        ]
-        conversation_rows.append(_conversation_row(tenant, conversation_outcome(conversation, own)))
+        contact_rows += [_row(tenant, o) for o in contact_outcomes(conversation, own, settings)]
+        conversation_rows.append(_row(tenant, conversation_outcome(conversation, own)))
     for table in (tables.contact_figures, tables.conversation_figures):
         session.execute(
             delete(table).where(table.c.tenant == tenant, table.c.conversation_id.in_(ids))
@@ -109,28 +107,13 @@ def _store(
     session.execute(insert(tables.conversation_figures), conversation_rows)
 
 
-def _contact_row(tenant: str, outcome: ContactOutcome) -> dict[str, Any]:
+def _row(tenant: str, outcome: ContactOutcome | ConversationOutcome) -> dict[str, Any]:
+    """The outcome as a row: its group in ``group_id``, its UTC day, flags as 0 or 1."""
     row = asdict(outcome)
-    row.update(
-        tenant=tenant,
-        group_id=row.pop("group"),
-        day=outcome.started_at.date().isoformat(),
-        answered=int(outcome.answered),
-        transferred=int(outcome.transferred),
-    )
-    return row
-
-
-def _conversation_row(tenant: str, outcome: ConversationOutcome) -> dict[str, Any]:
-    row = asdict(outcome)
-    row.update(
-        tenant=tenant,
-        group_id=row.pop("group"),
-        day=outcome.started_at.date().isoformat(),
-        queued=int(outcome.queued),
-        unrouted=int(outcome.unrouted),
-    )
-    return row
+    group = row.pop("group")
+    flags = {k: int(v) for k, v in row.items() if isinstance(v, bool)}
+    day = outcome.started_at.date().isoformat()
+    return row | flags | {"tenant": tenant, "group_id": group, "day": day}
 
 
 def stale_tenants(session: Session) -> list[str]:

@@ -11,7 +11,6 @@ import pytest
 from chatroute.amqp import REJECTED_QUEUE
 from tests.builders import Events
 from tests.e2e.harness import DecisionLog, Pipeline, lines, wait_until
-from tests.e2e.test_pipeline import vhost  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.services
 
@@ -29,7 +28,7 @@ def kept_bodies(amqp_url: str) -> list[tuple[bytes, dict]]:
     return kept
 
 
-def test_bad_and_repeated_events_on_the_real_pipeline(pg_url: str, vhost, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_and_repeated_events_on_the_real_pipeline(pg_url: str, vhost, tmp_path: Path) -> None:
     # Given the pipeline, and a frontend sending a good event twice and two bad ones
     pipeline = Pipeline(pg_url, vhost.url, tmp_path, processes=1, threads=1)
     log = DecisionLog(vhost.url)

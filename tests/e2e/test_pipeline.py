@@ -12,7 +12,6 @@ import json
 import os
 import signal
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from sqlalchemy import create_engine, func, select
 from chatroute.settings import Settings
 from chatroute.store import tables
 from tests.builders import Events
-from tests.conftest import require_service
 from tests.e2e.harness import DecisionLog, Pipeline, Vhost, lines, wait_until
 from workers.replay import replay
 
@@ -32,14 +30,6 @@ TENANTS = ("alpha", "beta", "gamma")
 RESPONDENTS = 10
 SLOTS = 3
 CONVERSATIONS = 700  # per tenant: 2,100 in all
-
-
-@pytest.fixture
-def vhost() -> Iterator[Vhost]:
-    require_service("RabbitMQ")
-    v = Vhost()
-    yield v
-    v.delete()
 
 
 def make_pipeline(pg_url: str, vhost: Vhost, tmp_path: Path, **kw: int) -> Pipeline:

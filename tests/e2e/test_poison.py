@@ -4,7 +4,6 @@ kept in ``chat.events.rejected``; the conversation's later events and other tena
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,9 @@ from sqlalchemy import create_engine, select
 
 from chatroute.store import attempts, tables
 from tests.builders import Events
-from tests.conftest import require_service
 from tests.e2e.harness import DecisionLog, Pipeline, Vhost, lines, wait_until
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-def vhost() -> Iterator[Vhost]:
-    require_service("RabbitMQ")
-    v = Vhost()
-    yield v
-    v.delete()
 
 
 def inbox(database: str) -> dict[str, tuple[str, str | None, int]]:

@@ -5,7 +5,6 @@ where each is delivered once, and both equal ``chatroute replay``'s."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from chatroute import bootstrap
 from chatroute.settings import Settings
 from chatroute.stats import Window, rows, stale_tenants
 from tests.builders import Events
-from tests.conftest import fresh_pg_database, require_service
+from tests.conftest import fresh_pg_database
 from tests.e2e.harness import Pipeline, Vhost, lines, wait_until
 from tests.e2e.test_pipeline import inbox_states
 from workers.replay import replay
@@ -73,14 +72,6 @@ def events() -> list[dict[str, Any]]:
     return workload("north", {"mode": "percent", "rate": 0.1}) + workload(
         "south", {"mode": "per_contact", "amount": 1.5}
     )
-
-
-@pytest.fixture
-def vhost() -> Iterator[Vhost]:
-    require_service("RabbitMQ")
-    v = Vhost()
-    yield v
-    v.delete()
 
 
 def all_rows(settings: Settings) -> dict[str, list[dict[str, Any]]]:

@@ -14,7 +14,6 @@ import pytest
 
 from tests.builders import Events, rfc3339
 from tests.e2e.harness import DecisionLog, Pipeline, lines, rabbitmqctl, wait_until
-from tests.e2e.test_pipeline import vhost  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.services
 
@@ -24,7 +23,7 @@ REASSIGN_AFTER_S = 4
 
 def test_reassignment_timers_fire_once_each_while_workers_are_killed(
     pg_url: str,
-    vhost,  # noqa: F811
+    vhost,
     tmp_path: Path,
 ) -> None:
     # Given holds for an unavailable respondent, due for reassignment in a few seconds
@@ -87,7 +86,7 @@ def short_consumer_timeout() -> Iterator[None]:
 
 def test_timers_of_several_hops_fire_once_with_a_short_consumer_timeout_and_workers_down(
     pg_url: str,
-    vhost,  # noqa: F811
+    vhost,
     tmp_path: Path,
     short_consumer_timeout: None,
 ) -> None:
