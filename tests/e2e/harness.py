@@ -113,9 +113,18 @@ class Pipeline:
             capture_output=True,
             cwd=ROOT,
         )
-        self._spawn("gateway", "gateway")
+        self.start_gateway()
         self.start_workers()
         self._spawn("sweeper", "sweeper")
+
+    def start_gateway(self) -> None:
+        self._spawn("gateway", "gateway")
+
+    def stop_gateway(self) -> None:
+        """SIGTERM the gateway and wait: events published meanwhile wait in ``chat.gateway``."""
+        gateway = self.children.pop("gateway")
+        os.killpg(gateway.pid, signal.SIGTERM)
+        gateway.wait(30)
 
     def kill_workers(self) -> None:
         """SIGKILL ``chatroute worker`` and every process it started: all workers are down."""
