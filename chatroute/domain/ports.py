@@ -39,7 +39,9 @@ class TenantView(Protocol):
         ...
 
     def free_respondents(self, group: str) -> list[Respondent]:
-        """Members of ``group`` who are available with ``load < slots``, in no given order."""
+        """Members of ``group`` who are available with ``load < slots``, in no given order.
+        It may leave out members that no choice can pick: never any of the three first by
+        ``routing.candidate_key`` (a choice excludes two respondents at the most)."""
         ...
 
     def group_exists(self, group: str) -> bool:

@@ -21,6 +21,7 @@ from chatroute.domain.model import (
     Timer,
     TimerState,
 )
+from chatroute.domain.routing import candidate_key
 from chatroute.store import tables
 
 
@@ -29,6 +30,26 @@ class _Unknown:
 
 
 UNKNOWN = _Unknown()
+
+
+# How many free members of a group a transaction reads, best first (see free_respondents).
+RANKED = 64
+MIN_UNCHANGED = 3
+
+
+class _Ranking:
+    """A group's best free members as read, and the choice key each had then."""
+
+    def __init__(self, members: list[Respondent]) -> None:
+        self.members = members
+        self.keys = [candidate_key(r) for r in members]
+
+    def unchanged_free(self) -> int:
+        return sum(
+            1
+            for r, key in zip(self.members, self.keys, strict=True)
+            if candidate_key(r) == key and r.status == AVAILABLE and r.load < r.slots
+        )
 
 
 class SqlTenantView:
@@ -52,7 +73,7 @@ class SqlTenantView:
         # Members of each group looked at (free or not); conversations and respondents looked
         # up, None for those known not to exist. A pending (new) object is not in the session's
         # identity map: without these, looking at it again would flush and query.
-        self._members: dict[str, list[Respondent]] = {}
+        self._ranked: dict[str, _Ranking] = {}
         self._conversations: dict[str, Conversation | None] = {}
         self._respondents: dict[str, Respondent | None] = {}
 
@@ -80,29 +101,54 @@ class SqlTenantView:
     def add_respondent(self, respondent: Respondent) -> None:
         self.session.add(respondent)
         self._respondents[respondent.respondent_id] = respondent
-        self._members.clear()  # a new respondent, or new groups: membership is read again
+        self._ranked.clear()  # a new respondent, or new groups: read the ranking again
 
     def free_respondents(self, group: str) -> list[Respondent]:
-        # Status, load and slots change in memory during the batch: filter the live objects.
+        """The free members that can be chosen, not all of them: every member this
+        transaction looked at (live), and the first ``RANKED`` of the group in choice order
+        as the database had them. A member of neither was not changed since, and ranks
+        below at least ``MIN_UNCHANGED`` of those still as they were read, or the ranking is
+        read again: so the three best (the most any choice needs) are always here."""
+        ranked = self._ranking(group)
+        if len(ranked.members) == RANKED and ranked.unchanged_free() < MIN_UNCHANGED:
+            del self._ranked[group]
+            ranked = self._ranking(group)
+        looked_at = [r for r in self._respondents.values() if r is not None]
+        pool = {r.respondent_id: r for r in ranked.members + looked_at}
         return [
             r
-            for r in self._group_members(group)
+            for r in pool.values()
             if r.status == AVAILABLE and r.load < r.slots and group in r.groups
         ]
 
-    def _group_members(self, group: str) -> list[Respondent]:
-        if group not in self._members:
+    def _ranking(self, group: str) -> _Ranking:
+        if group not in self._ranked:
             m = tables.memberships.c
+            last = Respondent.last_assigned_at
+            rid = Respondent.respondent_id
+            by_id = (
+                rid.collate("C") if self.session.get_bind().dialect.name == "postgresql" else rid
+            )
             query = (
                 select(Respondent)
                 .join(
-                    tables.memberships,
-                    (m.tenant == Respondent.tenant) & (m.respondent_id == Respondent.respondent_id),
+                    tables.memberships, (m.tenant == Respondent.tenant) & (m.respondent_id == rid)
                 )
-                .where(m.tenant == self.tenant, m.group_id == group)
+                .where(
+                    m.tenant == self.tenant,
+                    m.group_id == group,
+                    Respondent.status == AVAILABLE,
+                    Respondent.load < Respondent.slots,
+                )
+                # routing.candidate_key: load, never assigned first, oldest assignment, id
+                .order_by(Respondent.load, last.is_not(None), last, by_id)
+                .limit(RANKED)
             )
-            self._members[group] = list(self.session.scalars(query))
-        return self._members[group]
+            members = list(self.session.scalars(query))
+            for respondent in members:
+                self._respondents.setdefault(respondent.respondent_id, respondent)
+            self._ranked[group] = _Ranking(members)
+        return self._ranked[group]
 
     def group_exists(self, group: str) -> bool:
         self.session.flush()  # memberships are written by the flush
@@ -168,13 +214,19 @@ class SqlTenantView:
     def queue_head(self, groups: Sequence[str]) -> QueueEntry | None:
         if not groups or self._count(QueueEntry) == 0:
             return None
-        query = (
-            select(QueueEntry)
-            .where(QueueEntry.tenant == self.tenant, QueueEntry.group.in_(list(groups)))
-            .order_by(QueueEntry.seq)
-            .limit(1)
-        )
-        return self.session.scalars(query).first()
+        # Each group's head by its own index range: an IN list over the groups would let a
+        # prepared (generic) plan walk the whole tenant's queue.
+        heads = [
+            self._first(
+                select(QueueEntry)
+                .where(QueueEntry.tenant == self.tenant, QueueEntry.group == group)
+                .order_by(QueueEntry.seq)
+                .limit(1),
+                QueueEntry,
+            )
+            for group in dict.fromkeys(groups)
+        ]
+        return min((h for h in heads if h is not None), key=lambda h: h.seq, default=None)
 
     def queue_position(self, entry: QueueEntry) -> int:
         query = select(func.count()).where(
@@ -207,7 +259,18 @@ class SqlTenantView:
             .order_by(PendingHold.seq)
             .limit(1)
         )
-        return self.session.scalars(query).first()
+        return self._first(query, PendingHold)
+
+    def _first(self, query: Any, kind: type[QueueEntry | PendingHold]) -> Any:
+        """The query's first row, flushing first only when rows of ``kind`` were added or
+        removed in this session: their rows never change otherwise, and a flush per event
+        is what a busy batch would pay for every freed slot."""
+        session = self.session
+        pending = any(isinstance(o, kind) for o in (*session.new, *session.deleted))
+        if pending:
+            return session.scalars(query).first()
+        with session.no_autoflush:
+            return session.scalars(query).first()
 
     # contacts
     def contacts(self, conversation_id: str) -> list[Contact]:

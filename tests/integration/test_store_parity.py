@@ -9,6 +9,7 @@ own, so this also shows tenants do not see each other's rows.
 from __future__ import annotations
 
 import dataclasses
+import random
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -17,7 +18,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from chatroute import bootstrap
-from chatroute.domain.commands import Command, ConversationSnoozed
+from chatroute.domain.commands import (
+    Command,
+    ConversationClosed,
+    ConversationSnoozed,
+    ConversationStarted,
+    RespondentStatus,
+    RespondentUpdated,
+    RuleUpdated,
+)
 from chatroute.domain.lifecycle import fire_due, handle
 from chatroute.domain.memory import InMemoryTenantView
 from chatroute.domain.model import Decision, TenantSettings
@@ -112,3 +121,55 @@ def test_one_long_transaction_decides_as_the_memory_view(
     runtime: bootstrap.Runtime, steps: list
 ) -> None:
     assert in_one_transaction(runtime, steps) == in_memory(steps)
+
+
+def big_team_day(seed: int) -> tuple[list[Command], list[Command]]:
+    """A group larger than the store's ranking (``view.RANKED``): 40 respondents with 2 slots
+    (set up first), then many starts and closes and a few status flips, so the best free
+    members keep changing within one transaction."""
+    rng = random.Random(seed)
+    setup: list[Command] = [RuleUpdated("all", "G", 1)]
+    people = [f"r{n:02d}" for n in range(40)]
+    for rid in people:
+        setup += [RespondentUpdated(rid, ["G"], 2), RespondentStatus(rid, "available")]
+    traffic: list[Command] = []
+    open_ids: list[str] = []
+    for n in range(300):
+        roll = rng.random()
+        if n < 70 or roll < 0.5 or not open_ids:  # first fill more than the ranking holds
+            open_ids.append(f"c{n}")
+            traffic.append(ConversationStarted(f"c{n}", "v"))
+        elif roll < 0.95:
+            traffic.append(ConversationClosed(open_ids.pop(rng.randrange(len(open_ids)))))
+        else:
+            traffic.append(
+                RespondentStatus(rng.choice(people), rng.choice(["available", "unavailable"]))
+            )
+    return setup, traffic
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_group_larger_than_the_ranking_decides_as_the_memory_view(
+    runtime: bootstrap.Runtime, seed: int
+) -> None:
+    setup, traffic = big_team_day(seed)
+    memory = InMemoryTenantView("t")
+    expected = [
+        outcome(lambda c=c, n=n: handle(memory, c, T0 + timedelta(seconds=n)))
+        for n, c in enumerate(setup + traffic)
+    ]
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    got: list[Outcome] = []
+    for part, offset in ((setup, 0), (traffic, len(setup))):
+        with runtime.sessions.begin() as session:  # a fresh view: nobody looked at yet
+            settings = session.get(TenantSettings, tenant) or TenantSettings(tenant)
+            session.add(settings)
+            view = SqlTenantView(session, settings)
+            got += [
+                outcome(lambda c=c, n=n, v=view: handle(v, c, T0 + timedelta(seconds=n)))
+                for n, c in enumerate(part, start=offset)
+            ]
+    assert got == expected
+    assert (
+        sum(d.type == "conversation.assigned" for o in got if isinstance(o, list) for d in o) > 150
+    )
