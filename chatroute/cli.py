@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from chatroute import bootstrap, logs
@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--tenant", required=True)
     history.add_argument("--conversation", required=True)
     history.set_defaults(run=_history)
+
+    prune = sub.add_parser(
+        "prune", help="delete applied events and sent decisions older than N days"
+    )
+    prune.add_argument("--db")
+    prune.add_argument("--older-than-days", type=float, required=True, dest="days")
+    prune.set_defaults(run=_prune)
 
     gateway = sub.add_parser("gateway", help="consume chat.events and relay decisions")
     gateway.add_argument("--db")
@@ -147,6 +154,17 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     document = {"tenant": args.tenant, "conversation": args.conversation, "timeline": entries}
     print(json.dumps(document, indent=2))
+    return 0
+
+
+def _prune(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.retention import prune
+
+    if args.days < 1:
+        raise SystemExit("chatroute prune: keep at least a day (redeliveries must still be seen)")
+    rt = bootstrap.build(settings, migrate=True)
+    pruned = prune(rt, rt.clock.now() - timedelta(days=args.days))
+    print(json.dumps({"inbox_rows": pruned.inbox, "outbox_rows": pruned.outbox}))
     return 0
 
 
