@@ -93,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     sweeper.add_argument("--amqp")
     sweeper.set_defaults(run=_sweeper)
 
-    health = sub.add_parser("health", help="exit 0 when the database and broker answer")
+    health = sub.add_parser(
+        "health", help="exit 0 when the database and broker answer and the role's work is on time"
+    )
     health.add_argument("--role", choices=["gateway", "worker", "sweeper"], default="worker")
     health.set_defaults(run=_health)
 
@@ -241,9 +243,9 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     from chatroute.health import check
 
-    report = check(settings)
+    report = check(settings, args.role)
     print(json.dumps({"role": args.role, **report}))
-    return 0 if all(report.values()) else 1
+    return 0 if report["ready"] else 1
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

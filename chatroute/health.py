@@ -1,23 +1,68 @@
-"""Liveness and readiness: the database and the broker each answer."""
+"""Liveness and readiness of each process kind, for compose's healthchecks and ops.
+
+Every kind needs the database and the broker to answer. Beyond that each kind is judged by
+the work it owns falling behind: the sweeper by its timers' lateness, the gateway (which
+relays the outbox) by the oldest decision not sent, a worker by the oldest event not applied.
+Work late by more than ``LATE_S`` makes the check fail, with the figures in its output.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Connection, func, select, text
+
+from chatroute.clock import SystemClock
+from chatroute.domain.model import TimerState
 from chatroute.settings import Settings
-from chatroute.store import db
+from chatroute.store import db, inbox, tables
+
+# Longer than the unknown-conversation retry window (30 s), so a waiting event is not "late".
+LATE_S = 60.0
 
 
-def database_answers(url: str) -> bool:
-    engine = db.make_engine(url)
+def check(settings: Settings, role: str, now: datetime | None = None) -> dict[str, Any]:
+    """The figures of ``role``'s health, and ``ready`` (True when all is well)."""
+    now = now or SystemClock().now()
+    report: dict[str, Any] = {"broker": broker_answers(settings.amqp_url)}
+    engine = db.make_engine(settings.database_url)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
+            report["database"] = True
+            report |= _lateness(connection, now)
+    except Exception as error:  # any failure to answer is the finding
+        report["database"] = False
+        report["database_error"] = type(error).__name__
     finally:
         engine.dispose()
+    late_key = {"gateway": "oldest_unsent_s", "worker": "oldest_unapplied_s"}.get(
+        role, "timer_lag_s"
+    )
+    report["ready"] = bool(
+        report["broker"] and report["database"] and report.get(late_key, 0.0) <= LATE_S
+    )
+    return report
+
+
+def _lateness(connection: Connection, now: datetime) -> dict[str, float]:
+    t, o, i = tables.timers.c, tables.outbox.c, tables.inbox.c
+    due = connection.scalar(select(func.min(t.due)).where(t.state == TimerState.ARMED))
+    unsent = connection.scalar(select(func.min(o.created_at)).where(o.sent_at.is_(None)))
+    unapplied = connection.scalar(select(func.min(i.received_at)).where(i.state == inbox.NEW))
+    backlog = connection.scalar(select(func.count()).where(o.sent_at.is_(None)))
+    return {
+        "timer_lag_s": _seconds_since(due, now),
+        "oldest_unsent_s": _seconds_since(unsent, now),
+        "oldest_unapplied_s": _seconds_since(unapplied, now),
+        "outbox_backlog": float(backlog or 0),
+    }
+
+
+def _seconds_since(moment: datetime | None, now: datetime) -> float:
+    """How long ago ``moment`` was (0 when it is in the future or there is none)."""
+    return 0.0 if moment is None else max(0.0, (now - moment).total_seconds())
 
 
 def broker_answers(url: str | None) -> bool:
@@ -30,10 +75,3 @@ def broker_answers(url: str | None) -> bool:
         return True
     except Exception:
         return False
-
-
-def check(settings: Settings) -> dict[str, bool]:
-    return {
-        "database": database_answers(settings.database_url),
-        "broker": broker_answers(settings.amqp_url),
-    }
