@@ -170,6 +170,13 @@ def _prune(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve_metrics(rt: bootstrap.Runtime, settings: Settings) -> None:
+    if settings.metrics_port is not None:
+        from chatroute import metrics
+
+        metrics.serve(rt, settings.metrics_port)
+
+
 def _require_amqp(settings: Settings, command: str) -> str:
     if not settings.amqp_url:
         raise SystemExit(f"chatroute {command}: set --amqp or CHATROUTE_AMQP_URL")
@@ -184,6 +191,7 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from workers import gateway, routing
 
     rt = bootstrap.install(bootstrap.build(settings, migrate=True))
+    _serve_metrics(rt, settings)
     stop = _stop_on_signals()
     publisher = gateway.AmqpPublisher(amqp_url)
     relay = threading.Thread(target=gateway.relay, args=(rt, publisher, stop), daemon=True)
@@ -201,6 +209,7 @@ def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
     from workers import routing, stats, timers
 
     rt = bootstrap.install(bootstrap.build(settings))
+    _serve_metrics(rt, settings)
     timers.run(rt, routing.apply_tenant.send, stats.fold_tenant.send, _stop_on_signals())
     return 0
 

@@ -31,7 +31,7 @@ def check(settings: Settings, role: str, now: datetime | None = None) -> dict[st
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
             report["database"] = True
-            report |= _lateness(connection, now)
+            report |= lateness(connection, now)
     except Exception as error:  # any failure to answer is the finding
         report["database"] = False
         report["database_error"] = type(error).__name__
@@ -46,7 +46,8 @@ def check(settings: Settings, role: str, now: datetime | None = None) -> dict[st
     return report
 
 
-def _lateness(connection: Connection, now: datetime) -> dict[str, float]:
+def lateness(connection: Connection, now: datetime) -> dict[str, float]:
+    """How late each kind of work is, in seconds, and how many decisions wait to be sent."""
     t, o, i = tables.timers.c, tables.outbox.c, tables.inbox.c
     due = connection.scalar(select(func.min(t.due)).where(t.state == TimerState.ARMED))
     unsent = connection.scalar(select(func.min(o.created_at)).where(o.sent_at.is_(None)))

@@ -23,6 +23,8 @@ class Settings:
     stats_interval_s: float = 2.0
     relay_interval_s: float = 0.005
     log_level: str = "INFO"
+    # Where the gateway and the sweeper serve Prometheus metrics; None: not served.
+    metrics_port: int | None = None
     # Fault injection for the poison and chaos tests: applying one of these event ids
     # SIGKILLs the worker process. Empty in production.
     fault_kill_on: frozenset[str] = frozenset()
@@ -41,6 +43,9 @@ class Settings:
             stats_interval_s=float(env.get("CHATROUTE_STATS_INTERVAL_S", "2")),
             relay_interval_s=float(env.get("CHATROUTE_RELAY_INTERVAL_S", "0.005")),
             log_level=env.get("CHATROUTE_LOG_LEVEL", "INFO"),
+            metrics_port=int(env["CHATROUTE_METRICS_PORT"])
+            if env.get("CHATROUTE_METRICS_PORT")
+            else None,
             fault_kill_on=frozenset(
                 filter(None, env.get("CHATROUTE_FAULT_KILL_ON", "").split(","))
             ),
@@ -61,5 +66,6 @@ ENV_VARS = (
     "CHATROUTE_STATS_INTERVAL_S",
     "CHATROUTE_RELAY_INTERVAL_S",
     "CHATROUTE_LOG_LEVEL",
+    "CHATROUTE_METRICS_PORT",
     "CHATROUTE_FAULT_KILL_ON",
 )

@@ -15,7 +15,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import text
 
-from chatroute import logs, service
+from chatroute import logs, metrics, service
 from chatroute.amqp import (
     DECISIONS_EXCHANGE,
     EVENT_CONTENT_TYPE,
@@ -125,6 +125,7 @@ class AmqpPublisher:
                 ),
             )
         channel.tx_commit()
+        metrics.published(messages)
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:

@@ -57,3 +57,19 @@ def test_rabbitmq_uses_a_dedicated_vhost_matching_the_amqp_url(compose: dict[str
     vhost = compose["services"]["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_VHOST"]
     url = compose["services"]["gateway"]["environment"]["CHATROUTE_AMQP_URL"]
     assert url.endswith("/" + vhost)
+
+
+def test_prometheus_scrapes_every_process_that_serves_metrics(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    serving = {
+        name for name, s in services.items()
+        if "CHATROUTE_METRICS_PORT" in (s.get("environment") or {})
+    }  # fmt: skip
+    assert serving == {"gateway", "timers"}
+    mount = services["prometheus"]["volumes"][0].split(":")[0]
+    config = yaml.safe_load((COMPOSE.parent / mount).read_text())
+    targets = config["scrape_configs"][0]["dns_sd_configs"][0]
+    assert set(targets["names"]) == serving
+    assert {str(targets["port"])} == {
+        services[n]["environment"]["CHATROUTE_METRICS_PORT"] for n in serving
+    }

@@ -1,0 +1,91 @@
+"""Prometheus metrics: decisions and rejections counted once the broker committed them, and
+state gauges (queues, holds, timers, backlogs) read from the database at scrape time."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import urllib.request
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from chatroute import bootstrap, metrics
+from chatroute.amqp import DECISIONS_EXCHANGE
+from chatroute.settings import Settings
+from chatroute.store.outbox import OutgoingMessage
+from tests.builders import Events, jsonl
+from workers.replay import replay
+
+
+def decision(kind: str, data: dict[str, object]) -> OutgoingMessage:
+    body = json.dumps({"type": kind, "data": data}).encode()
+    return OutgoingMessage(1, "d", DECISIONS_EXCHANGE, f"shop-1.{kind}", body, None)
+
+
+def test_reasons_lose_their_particulars() -> None:
+    assert metrics.reason_kind("unknown conversation 'c9'") == "unknown conversation"
+    assert metrics.reason_kind("data.score: Input should be less than 6") == "data.score"
+    assert metrics.reason_kind("event larger than 64 KiB (70074 bytes)") == "event larger than KiB"
+    assert metrics.reason_kind("set aside: 3 tries ended the worker process") == "set aside"
+
+
+def test_published_decisions_are_counted_by_type_and_rejections_by_reason() -> None:
+    def value(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = value("chatroute_decisions_published_total", {"type": "conversation.assigned"})
+    rejected = value("chatroute_events_rejected_total", {"reason": "unknown respondent"})
+    metrics.published(
+        [
+            decision("conversation.assigned", {"conversation": "c1"}),
+            decision("event.rejected", {"reason": "unknown respondent 'r9'"}),
+            OutgoingMessage(2, "copy:d", "", "chat.events.rejected", b"garbage", None),
+        ]
+    )
+    assert (
+        value("chatroute_decisions_published_total", {"type": "conversation.assigned"})
+        == before + 1
+    )
+    assert (
+        value("chatroute_events_rejected_total", {"reason": "unknown respondent"}) == rejected + 1
+    )
+
+
+def queued_shop(tmp_path: Path) -> bootstrap.Runtime:
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    for n in range(4):
+        shop.start(f"c{n}")  # c0 -> a, three queued
+    shop.event(
+        "conversation.snoozed", conversation="c0", respondent="a", until="2030-01-01T00:00:00Z"
+    )
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/m.db")
+    replay(settings, io.BytesIO(jsonl(shop.lines)).readlines(), io.StringIO())
+    return bootstrap.build(settings)
+
+
+def test_state_gauges_come_from_the_database(tmp_path: Path) -> None:
+    rt = queued_shop(tmp_path)
+    registry = CollectorRegistry()
+    registry.register(metrics.EngineCollector(rt))
+    # the snooze freed a's slot: c1 went to a, c2 and c3 wait; c0 sleeps until 2030
+    assert (
+        registry.get_sample_value("chatroute_queue_length", {"tenant": "shop-1", "group": "G"}) == 2
+    )
+    assert registry.get_sample_value("chatroute_timers_pending") == 1
+    assert registry.get_sample_value("chatroute_outbox_backlog") == 0
+    assert registry.get_sample_value("chatroute_timer_lag_seconds") == 0
+
+
+def test_the_endpoint_serves_them(tmp_path: Path) -> None:
+    rt = queued_shop(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics.serve(rt, port)
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'chatroute_queue_length{group="G",tenant="shop-1"} 2.0' in page
+    assert "chatroute_decisions_published_total" in page
