@@ -215,9 +215,12 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
             return False
         view = SqlTenantView(session, settings)
         run = _Run(view, DecisionWriter(now), now, rt, final, careful=careful)
-        full, last_seq = _apply_pages(session, run, tenant, limit)
-        if not full:
-            run.fire_due(now)
+        try:
+            full, last_seq = _apply_pages(session, run, tenant, limit)
+            if not full:
+                run.fire_due(now)
+        except _Pause:
+            full, last_seq = True, 0  # what is done commits; the rest in the next transaction
         _finish(session, run)
     if full:
         return True
@@ -281,6 +284,7 @@ class _Run:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     # Rows waiting for their conversation to start, and the later rows they hold back.
     held: dict[str, list[InboxRow]] = field(default_factory=dict)
+    fired: int = 0
 
     @property
     def progressed(self) -> bool:
@@ -333,8 +337,7 @@ class _Run:
 
     def apply_row(self, row: InboxRow) -> bool:
         """Apply one event; False when it must wait for its conversation to start."""
-        if row.event_id in self.rt.settings.fault_kill_on:
-            os.kill(os.getpid(), signal.SIGKILL)  # injected fault: a worker dying mid-batch
+        self._fault(row.event_id)
         event = parse_event(row.body)
         bound = {
             "tenant": row.tenant,
@@ -360,6 +363,10 @@ class _Run:
             log.debug("event_applied", decisions=len(decisions), **bound)
         return True
 
+    def _fault(self, cause: str) -> None:
+        if cause in self.rt.settings.fault_kill_on:
+            os.kill(os.getpid(), signal.SIGKILL)  # injected fault: a worker dying mid-batch
+
     def _may_wait(self, row: InboxRow) -> bool:
         window = timedelta(seconds=self.rt.settings.unknown_retry_s)
         return not self.final and self.now - row.received_at < window
@@ -371,13 +378,47 @@ class _Run:
         self.rejected.append((row.seq, reason))
 
     def fire_due(self, upto: datetime) -> None:
-        """Fire the tenant's timers due at or before ``upto``, by (due, timer id)."""
+        """Fire the tenant's timers due at or before ``upto``, by (due, timer id).
+
+        A timer whose firing a try never finished is fired alone in a transaction of its own,
+        or set aside after ``MAX_ATTEMPTS`` (see ``store.attempts``); ``_Pause`` ends the
+        current transaction before it, or right after it.
+        """
         while timers := self.view.due_timers(upto):
-            for timer in timers:
-                if timer.state == TimerState.ARMED:
-                    self._fire(timer)
+            armed = [t for t in timers if t.state == TimerState.ARMED]
+            clean = (
+                armed
+                if not self.counting
+                else list(takewhile(lambda t: not attempts.tries(t), armed))
+            )
+            if self.counting:
+                attempts.count_timers(self.rt.engine, self.view.tenant, [t.timer_id for t in clean])
+            for timer in clean:
+                self._fire(timer)
+            if len(clean) < len(armed):
+                self._fire_suspect(armed[len(clean)])
+
+    def _fire_suspect(self, timer: Timer) -> None:
+        if self.progressed or self.fired:
+            raise _Pause  # commit what is done first: the suspect goes alone
+        if attempts.tries(timer) >= attempts.MAX_ATTEMPTS:
+            timer.state = TimerState.FAILED
+            log.error(
+                "timer_set_aside_after_crashes",
+                tenant=self.view.tenant,
+                timer=timer.timer_id,
+                conversation=timer.conversation_id,
+                attempts=attempts.tries(timer),
+            )
+        else:
+            attempts.count_timers(self.rt.engine, self.view.tenant, [timer.timer_id])
+            self.careful = True
+            self._fire(timer)
+        raise _Pause
 
     def _fire(self, timer: Timer) -> None:
+        self._fault(f"timer:{timer.timer_id}")
+        self.fired += 1
         try:
             with self._isolated():
                 decisions = lifecycle.fire(self.view, timer, timer.due)
@@ -403,6 +444,10 @@ class _Run:
             log.error("event_or_timer_failed", error=repr(error), exc_info=True)
             self.view.forget()
             raise _Bug from error
+
+
+class _Pause(Exception):
+    """End the batch's transaction here: a suspect timer is next, or was just fired alone."""
 
 
 class _Bug(Exception):

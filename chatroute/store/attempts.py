@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, Update, text, update
 from sqlalchemy.orm import Session
 
 from chatroute.store import tables
@@ -30,15 +30,29 @@ def counted(session: Session) -> bool:
 
 def count(engine: Engine, seqs: Sequence[int]) -> None:
     """Commit one more try of these inbox rows at once, whatever becomes of this process."""
-    if not seqs:
-        return
-    c = tables.inbox.c
+    if seqs:
+        c = tables.inbox.c
+        _add_try(engine, update(tables.inbox).where(c.seq.in_(list(seqs))))
+
+
+def count_timers(engine: Engine, tenant: str, timer_ids: Sequence[str]) -> None:
+    """The same for firings of these timers."""
+    if timer_ids:
+        c = tables.timers.c
+        _add_try(engine, update(tables.timers).where(c.tenant == tenant, c.timer_id.in_(timer_ids)))
+
+
+def _add_try(engine: Engine, statement: Update) -> None:
+    table = statement.table
     with engine.begin() as connection:
         # Losing this count in a server crash costs one more try: no need to wait for the disk.
         connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        connection.execute(
-            update(tables.inbox).where(c.seq.in_(list(seqs))).values(attempts=c.attempts + 1)
-        )
+        connection.execute(statement.values(attempts=table.c.attempts + 1))
+
+
+def tries(timer: object) -> int:
+    """Firings of ``timer`` that never finished (a column of the store, not of the domain)."""
+    return int(getattr(timer, "attempts", 0) or 0)
 
 
 def forgive(session: Session, seqs: Sequence[int]) -> None:

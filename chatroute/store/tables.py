@@ -191,6 +191,7 @@ timers = Table(
     Column("due", UTCDateTime, nullable=False),
     Column("respondent", Id),
     Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_timers_due", "state", "due"),  # the sweeper: any tenant's due timers
     Index("ix_timers_tenant_due", "tenant", "state", "due"),  # one tenant's next timers
     Index("ix_timers_conversation", "tenant", "conversation_id"),

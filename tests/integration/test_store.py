@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from chatroute import bootstrap, service
+from chatroute.clock import VirtualClock
 from chatroute.settings import Settings
 from chatroute.store import attempts, inbox, outbox, tables
 from chatroute.store.outbox import OutgoingMessage
-from tests.builders import Events
+from tests.builders import START, Events, rfc3339
 
 
 @pytest.fixture
@@ -239,3 +240,39 @@ def test_bodies_without_a_usable_tenant_are_each_kept_even_when_they_share_an_id
             select(tables.outbox.c.body).where(tables.outbox.c.exchange == "")
         )
         assert sorted(kept) == sorted([first, second])
+
+
+def test_a_timer_whose_firings_ended_the_worker_is_fired_alone_or_set_aside(pg_url: str) -> None:
+    clock = VirtualClock(START)
+    rt = bootstrap.build(Settings(database_url=pg_url), clock, migrate=True)
+    shop = Events("shop-1", now=START)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=5)
+    for cid in ("c1", "c2"):
+        shop.start(cid)
+        until = rfc3339(START + timedelta(minutes=10))
+        shop.event("conversation.snoozed", conversation=cid, respondent="a", until=until)
+    service.ingest(rt, incoming(*shop.lines))
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    t = tables.timers.c
+    with rt.engine.begin() as connection:  # c1's wake ended the worker 3 times, c2's once
+        connection.execute(
+            update(tables.timers).where(t.conversation_id == "c1").values(attempts=3)
+        )
+        connection.execute(
+            update(tables.timers).where(t.conversation_id == "c2").values(attempts=1)
+        )
+    clock.advance_to(START + timedelta(minutes=11))
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    with rt.engine.connect() as connection:
+        states = dict(connection.execute(select(t.conversation_id, t.state)).all())
+        woken = connection.scalars(
+            select(tables.outbox.c.conversation_id).where(
+                tables.outbox.c.routing_key == "shop-1.conversation.woken"
+            )
+        ).all()
+    assert states == {"c1": "failed", "c2": "fired"}
+    assert woken == ["c2"]
+    rt.engine.dispose()
