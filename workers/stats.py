@@ -17,6 +17,9 @@ from chatroute import bootstrap, stats  # noqa: E402
 
 @dramatiq.actor(
     queue_name=broker.STATS_QUEUE,
+    # Below routing (lower numbers go first) where a worker serves both queues: counting can
+    # wait a moment, a woken conversation cannot.
+    priority=100,
     max_retries=20,
     min_backoff=500,
     max_backoff=broker.MAX_BACKOFF_MS,
