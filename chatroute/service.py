@@ -285,14 +285,14 @@ class _Run:
     # Rows waiting for their conversation to start, and the later rows they hold back.
     held: dict[str, list[InboxRow]] = field(default_factory=dict)
     fired: int = 0
+    counting: bool = field(init=False)  # tries that end the worker are counted (PostgreSQL)
+
+    def __post_init__(self) -> None:
+        self.counting = attempts.counted(self.view.session)
 
     @property
     def progressed(self) -> bool:
         return bool(self.applied or self.rejected)
-
-    @property
-    def counting(self) -> bool:
-        return attempts.counted(self.view.session)
 
     def try_suspect(self, row: InboxRow) -> None:
         """Apply ``row``, which a try never finished with, alone and carefully; or set it
@@ -318,22 +318,22 @@ class _Run:
         that conversation's later rows; they apply right after the start, so the outcome is
         the same however the rows were split into batches (``chatroute replay`` relies on it)."""
         for row in rows:
-            self._apply_or_hold(row, self.held)
+            self._apply_or_hold(row)
 
-    def _apply_or_hold(self, row: InboxRow, held: dict[str, list[InboxRow]]) -> None:
+    def _apply_or_hold(self, row: InboxRow) -> None:
         conversation = row.conversation_id or ""
         starts_it = row.type == "conversation.started"
-        if conversation in held and not starts_it:
-            held[conversation].append(row)
+        if conversation in self.held and not starts_it:
+            self.held[conversation].append(row)
             return
         self.fire_due(row.event_time)
         if not self.apply_row(row):
-            held.setdefault(conversation, []).append(row)
+            self.held.setdefault(conversation, []).append(row)
             return
         self.fire_due(row.event_time)
-        if starts_it and conversation in held:
-            for waiting in held.pop(conversation):
-                self._apply_or_hold(waiting, held)
+        if starts_it and conversation in self.held:
+            for waiting in self.held.pop(conversation):
+                self._apply_or_hold(waiting)
 
     def apply_row(self, row: InboxRow) -> bool:
         """Apply one event; False when it must wait for its conversation to start."""

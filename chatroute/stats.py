@@ -7,9 +7,7 @@ every query here reads those figures alone.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +16,7 @@ from sqlalchemy import Float, cast, func, select
 from sqlalchemy.sql import ColumnElement
 
 from chatroute.bootstrap import Runtime
+from chatroute.domain.contacts import percentile
 from chatroute.store import figures, tables
 
 CONTACT_COLUMNS = (
@@ -211,12 +210,6 @@ def transfers(rt: Runtime, window: Window) -> dict[tuple[str, str], int]:
     )
     with rt.engine.connect() as connection:
         return {(source, target): int(n) for source, target, n in connection.execute(query)}
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """The nearest-rank percentile: the smallest value with at least p% of values at or below."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def _known_respondents(connection: Any, window: Window) -> set[tuple[str, str | None]]:

@@ -8,6 +8,7 @@ to every contact, the commission to the last one.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,13 @@ def respondent_figures(
         for outcome in contact_outcomes(by_id.get(cid), its_contacts, settings):
             own[outcome.respondent].append(outcome)
     return {rid: summarise(own[rid]) for rid in sorted(own)}
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile (the waits' p90): the smallest value with at least p% of
+    ``values`` at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -5,6 +5,7 @@ rows."""
 from __future__ import annotations
 
 import io
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from chatroute import bootstrap
+from chatroute.domain.contacts import respondent_figures
+from chatroute.domain.model import Contact, Conversation, TenantSettings
 from chatroute.settings import Settings
 from chatroute.stats import Window, fold_tenant, rows, stale_tenants
 from chatroute.store import tables
@@ -268,3 +271,20 @@ def test_routing_stamps_each_changed_conversation_with_a_rising_seq(
         seqs = dict(connection.execute(select(c.conversation_id, c.stats_seq)).all())
         counter = connection.scalar(select(tables.tenants.c.stats_counter))
     assert 0 < seqs["c2"] < seqs["c1"] <= counter  # c1 changed last (its rating)
+
+
+def test_the_sql_sums_equal_the_domains_figures(tmp_path: Path, shop: Events) -> None:
+    """The queries sum stored figures in SQL for speed; the domain's ``respondent_figures``
+    over the same contacts is the rule they must match."""
+    lifecycle_day(shop)
+    run(tmp_path, jsonl(shop.lines), name="t")
+    rt = runtime(tmp_path, "t")
+    with rt.sessions.begin() as session:
+        settings = session.get(TenantSettings, "shop-1")
+        contacts = session.scalars(select(Contact).where(Contact.tenant == "shop-1")).all()
+        conversations = session.scalars(select(Conversation)).all()
+        expected = respondent_figures(contacts, conversations, settings)
+    got = {r["respondent"]: r for r in rows(rt, "respondent", Window("shop-1"))}
+    assert set(expected) <= set(got)
+    for rid, figures in expected.items():
+        assert {k: got[rid][k] for k in asdict(figures)} == pytest.approx(asdict(figures))
