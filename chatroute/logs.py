@@ -12,6 +12,9 @@ def configure(level: str = "INFO") -> None:
     """Route structlog and the standard library's logging to JSON lines on stderr."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=max(numeric, logging.WARNING), force=True)
+    # pika reports each failed connection attempt as an error, in plain text; the engine logs
+    # one structured warning of its own when it reconnects.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

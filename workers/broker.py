@@ -6,10 +6,12 @@ import threading
 from typing import Any
 
 import dramatiq
+import pika
 import structlog
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
+from sqlalchemy.exc import DBAPIError
 
 from chatroute.settings import Settings
 
@@ -18,6 +20,25 @@ STATS_QUEUE = "chatroute.stats"
 # Below RabbitMQ's consumer_timeout (30 min by default): a message held longer kills the channel.
 ACTOR_TIME_LIMIT_MS = 120_000
 MAX_BACKOFF_MS = 30_000
+# A server went away (RabbitMQ, directly or under dramatiq, or the database): a process logs a
+# warning, reconnects and goes on; nothing is lost (see each caller).
+OUTAGES = (
+    pika.exceptions.AMQPError,
+    dramatiq.errors.ConnectionFailed,
+    dramatiq.errors.ConnectionClosed,
+    DBAPIError,
+    OSError,
+)
+
+
+def outage(error: BaseException) -> dict[str, object]:
+    """What went away, for a log line: the error's type and, when RabbitMQ gave one, its reply
+    (never a URL, which may hold a password)."""
+    found: dict[str, object] = {"error": type(error).__name__}
+    if getattr(error, "reply_code", None) is not None:
+        found["reply"] = f"{error.reply_code} {getattr(error, 'reply_text', '')}"  # type: ignore[attr-defined]
+    return found
+
 
 _lock = threading.Lock()
 _installed: dramatiq.Broker | None = None

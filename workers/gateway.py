@@ -6,6 +6,7 @@ reached ``chat.events``; other gateway processes stand by and take over on failu
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from chatroute.amqp import (
 from chatroute.bootstrap import Runtime
 from chatroute.store import outbox
 from chatroute.store.outbox import OutgoingMessage
+from workers.broker import OUTAGES, outage
 
 log = logs.get("chatroute.gateway")
 
@@ -43,11 +45,14 @@ class Gateway:
         self.nudge = nudge
 
     def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop``. An outage closes the connection, so the batch in hand (not
+        acknowledged) is delivered again, to this gateway or another; the inbox drops what a
+        committed hand-off already recorded."""
         while not stop.is_set():
             try:
                 self._consume(stop)
-            except pika.exceptions.AMQPError as error:
-                log.warning("gateway_reconnecting", error=repr(error))
+            except OUTAGES as error:
+                log.warning("gateway_reconnecting", **outage(error))
                 stop.wait(1.0)
 
     def _consume(self, stop: threading.Event) -> None:
@@ -61,7 +66,8 @@ class Gateway:
                 self._take_batch(channel)
         finally:
             if connection.is_open:
-                connection.close()
+                with contextlib.suppress(*OUTAGES):
+                    connection.close()
 
     def _take_batch(self, channel: BlockingChannel) -> None:
         """Up to ``batch_size`` messages, gathered for at most ``BATCH_WINDOW_S``: a steady
@@ -109,6 +115,15 @@ class AmqpPublisher:
         return self._channel
 
     def __call__(self, messages: list[OutgoingMessage]) -> None:
+        try:
+            self._publish(messages)
+        except OUTAGES:
+            # A half-done transaction must not be committed with the next batch: start afresh.
+            self.close()
+            raise
+        metrics.published(messages)
+
+    def _publish(self, messages: list[OutgoingMessage]) -> None:
         channel = self._ensure_channel()
         for message in messages:
             channel.basic_publish(
@@ -125,11 +140,12 @@ class AmqpPublisher:
                 ),
             )
         channel.tx_commit()
-        metrics.published(messages)
 
     def close(self) -> None:
-        if self._connection is not None and self._connection.is_open:
-            self._connection.close()
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(*OUTAGES):
+                connection.close()
 
 
 def relay(
@@ -146,6 +162,9 @@ def relay(
                         stop.wait(1.0)
                 finally:
                     _release_relay_lock(connection)
+        except OUTAGES as error:
+            log.warning("relay_reconnecting", **outage(error))
+            stop.wait(1.0)
         except Exception:
             log.exception("relay_failed")
             stop.wait(1.0)

@@ -19,6 +19,7 @@ from chatroute import logs, stats
 from chatroute.bootstrap import Runtime
 from chatroute.domain.model import TimerState
 from chatroute.store import inbox, tables
+from workers.broker import OUTAGES, outage
 
 log = logs.get("chatroute.sweeper")
 
@@ -79,28 +80,41 @@ def run(
             _nudge_stats(rt, nudge_stats)
         try:
             waits = due_tenants(rt, timedelta(seconds=interval))
+        except OUTAGES as error:
+            log.warning("sweep_failed", **outage(error))
+            waits = {}
         except Exception:
             log.exception("sweep_failed")
             waits = {}
         for tenant, wait_s in sorted(waits.items(), key=lambda item: (item[1], item[0])):
             if stop.wait(max(0.0, started + wait_s - time.monotonic())):
                 return
-            _nudge(nudge, tenant)
+            if not _nudge(nudge, tenant):
+                break  # the broker is away: the next sweep tries every tenant again
         stop.wait(max(0.0, started + interval - time.monotonic()))
 
 
 def _nudge_stats(rt: Runtime, nudge_stats: Callable[[str], object]) -> None:
     try:
         tenants = stats.stale_tenants(rt)
+    except OUTAGES as error:
+        log.warning("stats_sweep_failed", **outage(error))
+        return
     except Exception:
         log.exception("stats_sweep_failed")
         return
     for tenant in tenants:
-        _nudge(nudge_stats, tenant)
+        if not _nudge(nudge_stats, tenant):
+            return
 
 
-def _nudge(nudge: Callable[[str], object], tenant: str) -> None:
+def _nudge(nudge: Callable[[str], object], tenant: str) -> bool:
+    """Send the nudge; False when the broker is away (the rest of the sweep would fail too)."""
     try:
         nudge(tenant)
+    except OUTAGES as error:
+        log.warning("nudge_failed", tenant=tenant, **outage(error))
+        return False
     except Exception:
         log.exception("nudge_failed", tenant=tenant)
+    return True
