@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatroute import logs
+from chatroute import logs, nudges
 from chatroute.clock import Clock, SystemClock
 from chatroute.settings import Settings
 from chatroute.store import db
@@ -22,6 +22,7 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Clock
+    claims: nudges.Claims  # which tenants have a nudge on its way (Redis)
 
 
 _lock = threading.Lock()
@@ -37,7 +38,8 @@ def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = Fal
     sessions = db.session_factory(engine)
     event.listen(sessions, "before_flush", sync_memberships)
     event.listen(sessions, "before_flush", stamp_stats_changes)
-    return Runtime(settings, engine, sessions, clock or SystemClock())
+    claims = nudges.claims(settings.redis_url)
+    return Runtime(settings, engine, sessions, clock or SystemClock(), claims)
 
 
 def install(runtime: Runtime) -> Runtime:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from chatroute import bootstrap, logs
+from chatroute import bootstrap, logs, nudges
 from chatroute.settings import Settings
 
 
@@ -196,7 +196,8 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     publisher = gateway.AmqpPublisher(amqp_url)
     relay = threading.Thread(target=gateway.relay, args=(rt, publisher, stop), daemon=True)
     relay.start()
-    gateway.Gateway(rt, amqp_url, routing.apply_tenant.send).run(stop)
+    nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
+    gateway.Gateway(rt, amqp_url, nudge).run(stop)
     relay.join(timeout=5)
     return 0
 
@@ -210,7 +211,9 @@ def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = bootstrap.install(bootstrap.build(settings))
     _serve_metrics(rt, settings)
-    timers.run(rt, routing.apply_tenant.send, stats.fold_tenant.send, _stop_on_signals())
+    nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
+    nudge_stats = nudges.coalesced(rt.claims, broker.STATS_QUEUE, stats.fold_tenant.send)
+    timers.run(rt, nudge, nudge_stats, _stop_on_signals())
     return 0
 
 

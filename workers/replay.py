@@ -39,7 +39,7 @@ def replay(
     progress: IO[str] | None = None,
 ) -> Summary:
     """Apply each line in order, firing timers on the virtual clock; decisions go to ``out``."""
-    settings = settings.with_(amqp_url=None)
+    settings = settings.with_(amqp_url=None, redis_url=None)  # in-process: nothing shared
     clock = VirtualClock()
     rt = bootstrap.install(bootstrap.build(settings, clock, migrate=True))
     from workers import broker

@@ -21,5 +21,7 @@ from chatroute import bootstrap, service  # noqa: E402
 def apply_tenant(tenant: str, final: bool = False) -> None:
     """A nudge: "tenant has events or timers to apply". Safe to run twice or concurrently."""
     rt = bootstrap.runtime()
+    # Before reading: an event committed from now on sends a nudge of its own.
+    rt.claims.release(broker.ROUTING_QUEUE, tenant)
     while service.apply_tenant(rt, tenant, final=final):
         pass

@@ -27,4 +27,6 @@ from chatroute import bootstrap, stats  # noqa: E402
 )
 def fold_tenant(tenant: str) -> None:
     """A nudge: "tenant has conversations to count". Safe to run twice or concurrently."""
-    stats.fold_tenant(bootstrap.runtime(), tenant)
+    rt = bootstrap.runtime()
+    rt.claims.release(broker.STATS_QUEUE, tenant)  # before reading what changed
+    stats.fold_tenant(rt, tenant)
