@@ -42,32 +42,55 @@ class Vhost:
 
 
 class DecisionLog:
-    """Collects every message published to ``chat.decisions`` (in arrival order)."""
+    """Collects every message published to ``chat.decisions`` (in arrival order).
 
-    def __init__(self, amqp_url: str) -> None:
+    With ``queue`` it consumes a durable queue of that name and acknowledges each message once
+    recorded, reconnecting whenever the broker goes away: a broker restart loses nothing. A
+    message redelivered after a lost acknowledgement is recorded again, as any consumer sees it.
+    """
+
+    def __init__(self, amqp_url: str, queue: str | None = None) -> None:
         self.amqp_url = amqp_url
+        self.queue = queue
         self.decisions: list[dict[str, Any]] = []
         self.arrived: list[float] = []  # time.time() of each decision's arrival
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._consume, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         if not self._ready.wait(30):
             raise RuntimeError("decision consumer did not start")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except (pika.exceptions.AMQPError, OSError):
+                if self.queue is None:
+                    raise  # an exclusive queue died with its connection: decisions were lost
+                self._stop.wait(0.5)
 
     def _consume(self) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
         channel = connection.channel()
         declare_topology(channel)
-        queue = channel.queue_declare("", exclusive=True).method.queue
+        if self.queue is None:
+            queue = channel.queue_declare("", exclusive=True).method.queue
+        else:
+            queue = channel.queue_declare(self.queue, durable=True).method.queue
         channel.queue_bind(queue, DECISIONS_EXCHANGE, routing_key="#")
         self._ready.set()
-        for method, _props, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.2):
+        auto_ack = self.queue is None
+        for method, _props, body in channel.consume(
+            queue, auto_ack=auto_ack, inactivity_timeout=0.2
+        ):
             if self._stop.is_set():
                 break
             if method is not None:
                 self.arrived.append(time.time())
                 self.decisions.append(json.loads(body))
+                if not auto_ack:
+                    channel.basic_ack(method.delivery_tag)
         connection.close()
 
     def stop(self) -> None:
@@ -94,7 +117,8 @@ class Pipeline:
         self.threads = threads
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def _spawn(self, name: str, *args: str) -> None:
+    def spawn(self, name: str, *args: str) -> None:
+        """Start ``chatroute *args`` as ``name``, in a session of its own (logs to name.log)."""
         log = (self.log_dir / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
             [sys.executable, "-m", "chatroute.cli", *args],
@@ -115,10 +139,10 @@ class Pipeline:
         )
         self.start_gateway()
         self.start_workers()
-        self._spawn("sweeper", "sweeper")
+        self.spawn("sweeper", "sweeper")
 
     def start_gateway(self) -> None:
-        self._spawn("gateway", "gateway")
+        self.spawn("gateway", "gateway")
 
     def stop_gateway(self) -> None:
         """SIGTERM the gateway and wait: events published meanwhile wait in ``chat.gateway``."""
@@ -128,13 +152,17 @@ class Pipeline:
 
     def kill_workers(self) -> None:
         """SIGKILL ``chatroute worker`` and every process it started: all workers are down."""
-        worker = self.children.pop("worker")
-        for pid in _session_members([os.getsid(worker.pid)]):
+        self.kill("worker")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name`` and every process it started (its whole session)."""
+        child = self.children.pop(name)
+        for pid in _session_members([child.pid]):  # its session id: it leads a new session
             os.kill(pid, signal.SIGKILL)
-        worker.wait(10)
+        child.wait(10)
 
     def start_workers(self) -> None:
-        self._spawn(
+        self.spawn(
             "worker", "worker", "--processes", str(self.processes), "--threads", str(self.threads)
         )
 

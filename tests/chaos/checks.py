@@ -1,0 +1,375 @@
+"""What the chaos run checks, against the oracle and on its own.
+
+Against the oracle (``chatroute replay`` of each tenant's events in the order the pipeline
+recorded them): every event has the same outcome; every decision the oracle made reached
+``chat.decisions`` with the same id and content, in the same order per tenant, and no other;
+the final state and the statistics are equal. On their own: no respondent was ever assigned
+beyond their slots (replayed from the decision log), every open conversation is in exactly
+one place, and no timer due by the horizon is still armed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from chatroute.store import tables
+
+# Columns whose values depend on how events were split into transactions, not on what the
+# events decided: optimistic versions, statistics stamps, try counters.
+VOLATILE = {"version", "stats_seq", "stats_counter", "attempts"}
+STATE_TABLES = (
+    tables.tenants,
+    tables.respondents,
+    tables.rules,
+    tables.conversations,
+    tables.queue_entries,
+    tables.pending_holds,
+    tables.contacts,
+    tables.timers,
+)
+OPEN_STATES = {"unrouted", "queued", "assigned", "pending", "snoozed"}
+HELD_STATES = {"assigned", "pending", "snoozed"}
+
+Snapshot = dict[str, dict[tuple[Any, ...], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    seq: int
+    tenant: str
+    event_id: str
+    type: str
+    state: str
+    reason: str | None
+    body: str
+    event_time: datetime
+    received_at: datetime
+
+
+@dataclass
+class Findings:
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    overbooked: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    redelivered: int = 0  # a decision seen again with its id: allowed (at least once)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "lost": len(self.lost),
+            "duplicated": len(self.duplicated),
+            "overbooked": len(self.overbooked),
+            "violations": len(self.violations),
+        }
+
+
+# ---------------------------------------------------------------- reading a store
+
+
+def inbox(engine: Engine) -> list[InboxEntry]:
+    c = tables.inbox.c
+    query = select(
+        c.seq, c.tenant, c.event_id, c.type, c.state, c.reason, c.body, c.event_time, c.received_at
+    ).order_by(c.seq)
+    with engine.connect() as connection:
+        return [InboxEntry(*row) for row in connection.execute(query)]
+
+
+def snapshot(engine: Engine) -> Snapshot:
+    """Every state table, by primary key, without the volatile columns."""
+    found: Snapshot = {}
+    with engine.connect() as connection:
+        for table in STATE_TABLES:
+            keys = [column.name for column in table.primary_key.columns]
+            rows = connection.execute(select(table)).mappings()
+            found[table.name] = {
+                tuple(row[k] for k in keys): {k: v for k, v in row.items() if k not in VOLATILE}
+                for row in rows
+            }
+    return found
+
+
+# ---------------------------------------------------------------- against the oracle
+
+
+def events(
+    published: Iterable[tuple[str, str]], seen: list[InboxEntry], oracle: list[InboxEntry]
+) -> Findings:
+    """Every published event recorded and decided (applied, or rejected with a reason),
+    with the oracle's outcome."""
+    found = Findings()
+    recorded = {(e.tenant, e.event_id): e for e in seen}
+    expected = {(e.tenant, e.event_id): e for e in oracle}
+    for key in sorted(set(published)):
+        entry = recorded.get(key)
+        if entry is None or entry.state == "new":
+            found.lost.append(f"event {key} never {'recorded' if entry is None else 'applied'}")
+            continue
+        if entry.state == "rejected" and not entry.reason:
+            found.violations.append(f"event {key} rejected without a reason")
+        twin = expected.get(key)
+        if twin is None or (twin.state, twin.reason) != (entry.state, entry.reason):
+            theirs = None if twin is None else (twin.state, twin.reason)
+            found.violations.append(
+                f"event {key}: {entry.state} ({entry.reason}) but the oracle: {theirs}"
+            )
+    return found
+
+
+def decisions(seen: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> Findings:
+    """The decision log against the oracle's decisions."""
+    found = Findings()
+    first: dict[str, dict[str, Any]] = {}
+    for decision in seen:
+        earlier = first.get(decision["id"])
+        if earlier is None:
+            first[decision["id"]] = decision
+            continue
+        found.redelivered += 1
+        if earlier != decision:
+            found.duplicated.append(f"decision {decision['id']} came with two contents")
+    expected = {d["id"]: d for d in oracle}
+    causes: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for d in oracle:
+        causes[(d["tenant"], d["causationid"], d["type"])].add(d["id"])
+    for decision_id, decision in first.items():
+        twin = expected.get(decision_id)
+        if twin is None:
+            cause = (decision["tenant"], decision["causationid"], decision["type"])
+            (found.duplicated if cause in causes else found.violations).append(
+                f"decision {decision_id} ({cause}) that the oracle did not make"
+            )
+        elif _essence(twin) != _essence(decision):
+            found.violations.append(
+                f"decision {decision_id}: {_essence(decision)} but the oracle: {_essence(twin)}"
+            )
+    found.lost += [
+        f"decision {i} ({expected[i]['type']}) never published" for i in expected if i not in first
+    ]
+    found.violations += _order(list(first.values()), oracle)
+    return found
+
+
+def _essence(decision: dict[str, Any]) -> dict[str, Any]:
+    # A rejection at intake is stamped with the clock's time: the wall clock or a virtual one.
+    skip = {"time"} if decision["type"] == "event.rejected" else set()
+    return {k: v for k, v in decision.items() if k not in skip}
+
+
+def _order(seen: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> list[str]:
+    """Per tenant, decisions (but rejections, decided when the event arrives) in the oracle's
+    order."""
+
+    def by_tenant(ds: list[dict[str, Any]]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for d in ds:
+            if d["type"] != "event.rejected":
+                grouped[d["tenant"]].append(d["id"])
+        return grouped
+
+    ours, theirs = by_tenant(seen), by_tenant(oracle)
+    wrong = []
+    for tenant in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(tenant, []), theirs.get(tenant, [])
+        if a != b:
+            at = next(
+                (n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)),
+            )
+            wrong.append(f"tenant {tenant}: decisions out of the oracle's order from #{at}")
+    return wrong
+
+
+def state(seen: Snapshot, oracle: Snapshot) -> Findings:
+    found = Findings()
+    for table, rows in oracle.items():
+        ours = seen.get(table, {})
+        for key in sorted(set(rows) | set(ours), key=repr):
+            if rows.get(key) != ours.get(key):
+                found.violations.append(
+                    f"{table} {key}: {ours.get(key)} but the oracle: {rows.get(key)}"
+                )
+    return found
+
+
+def statistics(seen: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> Findings:
+    found = Findings()
+
+    def keyed(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(r["tenant"], r["respondent"]): r for r in rows}
+
+    ours, theirs = keyed(seen), keyed(oracle)
+    for key in sorted(set(ours) | set(theirs)):
+        if not _same_row(ours.get(key), theirs.get(key)):
+            found.violations.append(
+                f"stats {key}: {ours.get(key)} but the oracle: {theirs.get(key)}"
+            )
+    return found
+
+
+def _same_row(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Equal, but for floating-point sums taken in another order (PostgreSQL, SQLite)."""
+    if a is None or b is None or a.keys() != b.keys():
+        return a == b
+    return all(
+        math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-9)
+        if isinstance(a[k], float) and isinstance(b[k], float)
+        else a[k] == b[k]
+        for k in a
+    )
+
+
+def kept_copies(seen: list[dict[str, Any]], copies: set[str]) -> Findings:
+    """Every rejection's original body kept in ``chat.events.rejected``."""
+    found = Findings()
+    for decision in seen:
+        if decision["type"] == "event.rejected" and decision["id"] not in copies:
+            found.lost.append(f"rejected event {decision['data']['event_id']}: body not kept")
+            copies.add(decision["id"])  # once
+    return found
+
+
+# ---------------------------------------------------------------- on their own
+
+
+def placement(seen: Snapshot, horizon: datetime) -> Findings:
+    """Every open conversation in exactly one place, loads as counted, timers fired."""
+    found = Findings()
+    queued = Counter((k[0], k[1]) for k in seen["queue_entries"])
+    held = Counter((k[0], k[1]) for k in seen["pending_holds"])
+    load: Counter[tuple[str, str]] = Counter()
+    for (tenant, cid), c in seen["conversations"].items():
+        where = c["state"]
+        if where == "assigned":
+            load[(tenant, c["respondent"])] += 1
+        expected = (int(where == "queued"), int(where == "pending"), where in HELD_STATES)
+        actual = (queued[(tenant, cid)], held[(tenant, cid)], c["respondent"] is not None)
+        if where not in OPEN_STATES | {"closed"} or expected != actual:
+            found.violations.append(
+                f"conversation {tenant}/{cid} is {where} with (queue entries, holds, "
+                f"respondent) = {actual}"
+            )
+    for (tenant, rid), r in seen["respondents"].items():
+        if r["load"] != load[(tenant, rid)]:
+            found.violations.append(
+                f"respondent {tenant}/{rid}: load {r['load']}, holds {load[(tenant, rid)]}"
+            )
+    for (tenant, tid), t in seen["timers"].items():
+        if t["state"] == "armed" and t["due"] <= horizon:
+            found.violations.append(f"timer {tenant}/{tid} due {t['due']} never fired")
+    return found
+
+
+def overbooking(entries: list[InboxEntry], log: list[dict[str, Any]]) -> Findings:
+    """Replays each tenant's decision log against its recorded events: nobody is ever assigned
+    beyond their slots.
+
+    Events that release a slot without a decision (a close) are placed by their arrival order;
+    a timer's decisions come after the events that arrived before the next decided event and
+    have an earlier time, as timers fire before the first event with a later time.
+    """
+    found = Findings()
+    first: dict[str, dict[str, Any]] = {}
+    for decision in log:
+        first.setdefault(decision["id"], decision)
+    by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for decision in first.values():
+        by_tenant[decision["tenant"]].append(decision)
+    recorded: dict[str, list[InboxEntry]] = defaultdict(list)
+    for entry in entries:
+        recorded[entry.tenant].append(entry)
+    for tenant, decided in by_tenant.items():
+        found.overbooked += _Slots(tenant, recorded[tenant]).replay(decided)
+    return found
+
+
+class _Slots:
+    def __init__(self, tenant: str, entries: list[InboxEntry]) -> None:
+        self.tenant = tenant
+        self.entries = entries
+        self.position = {e.event_id: n for n, e in enumerate(entries)}
+        self.next = 0  # the first event not replayed yet
+        self.holder: dict[str, str] = {}
+        self.load: Counter[str] = Counter()
+        self.slots: dict[str, int] = {}
+        self.overbooked: list[str] = []
+
+    def replay(self, decided: list[dict[str, Any]]) -> list[str]:
+        # A rejection takes and frees no slot, and one of an event that waited for its
+        # conversation comes long after the event arrived: it says nothing of the order.
+        decided = [d for d in decided if d["type"] != "event.rejected"]
+        for n, decision in enumerate(decided):
+            cause = decision["causationid"]
+            if cause in self.position:
+                self._events_until(self.position[cause] + 1)
+            elif cause.startswith("timer:"):
+                self._events_before_timer(decided[n + 1 :], _time(decision["time"]))
+            self._decision(decision)
+        return self.overbooked
+
+    def _events_until(self, end: int) -> None:
+        while self.next < end:
+            self._event(self.entries[self.next])
+            self.next += 1
+
+    def _events_before_timer(self, later: list[dict[str, Any]], due: datetime) -> None:
+        # Events that arrived before the next decided event, with a time before the timer's.
+        bound = next(
+            (self.position[d["causationid"]] for d in later if d["causationid"] in self.position),
+            len(self.entries),
+        )
+        while self.next < bound and self.entries[self.next].event_time < due:
+            self._event(self.entries[self.next])
+            self.next += 1
+
+    def _event(self, entry: InboxEntry) -> None:
+        if entry.state != "applied":
+            return
+        data = json.loads(entry.body)["data"]
+        if entry.type == "respondent.updated":
+            self.slots[data["respondent"]] = data["slots"]
+        elif entry.type in ("conversation.closed", "conversation.transferred"):
+            self._release(data["conversation"])
+
+    def _decision(self, decision: dict[str, Any]) -> None:
+        data, kind = decision["data"], decision["type"]
+        if kind in ("conversation.queued", "conversation.pending", "conversation.snoozed"):
+            self._release(data["conversation"])
+        elif kind == "conversation.assigned":
+            conversation, respondent = data["conversation"], data["respondent"]
+            self._release(conversation)
+            self.holder[conversation] = respondent
+            self.load[respondent] += 1
+            if self.load[respondent] > self.slots.get(respondent, 0):
+                self.overbooked.append(
+                    f"{self.tenant}/{respondent} holds {self.load[respondent]} "
+                    f"(slots {self.slots.get(respondent, 0)}) after {decision['id']}"
+                )
+
+    def _release(self, conversation: str) -> None:
+        respondent = self.holder.pop(conversation, None)
+        if respondent is not None:
+            self.load[respondent] -= 1
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def merge(*parts: Findings) -> Findings:
+    total = Findings()
+    for part in parts:
+        total.lost += part.lost
+        total.duplicated += part.duplicated
+        total.overbooked += part.overbooked
+        total.violations += part.violations
+        total.redelivered += part.redelivered
+    return total
