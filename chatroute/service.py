@@ -209,19 +209,26 @@ def apply_tenant(rt: Runtime, tenant: str, *, final: bool = False) -> bool:
 def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> bool:
     now = rt.clock.now()
     limit = rt.settings.batch_size
-    with rt.sessions.begin() as session:
-        settings = _lock_tenant(session, tenant)
-        if settings is None:
-            return False
-        view = SqlTenantView(session, settings)
-        run = _Run(view, DecisionWriter(now), now, rt, final, careful=careful)
-        try:
-            full, last_seq = _apply_pages(session, run, tenant, limit)
-            if not full:
-                run.fire_due(now)
-        except _Pause:
-            full, last_seq = True, 0  # what is done commits; the rest in the next transaction
-        _finish(session, run)
+    attempts.settle(rt.engine)  # before this try counts: earlier tries' counts taken back
+    run: _Run | None = None
+    try:
+        with rt.sessions.begin() as session:
+            settings = _lock_tenant(session, tenant)
+            if settings is None:
+                return False
+            view = SqlTenantView(session, settings)
+            run = _Run(view, DecisionWriter(now), now, rt, final, careful=careful)
+            try:
+                full, last_seq = _apply_pages(session, run, tenant, limit)
+                if not full:
+                    run.fire_due(now)
+            except _Pause:
+                full, last_seq = True, 0  # what is done commits; the rest in the next transaction
+            _finish(session, run)
+    except Exception:
+        if run is not None and run.tries is not None:
+            run.tries.withdraw()  # this process lives on: the try ended nothing
+        raise
     if full:
         return True
     with rt.sessions.begin() as session:
@@ -240,8 +247,8 @@ def _apply_pages(session: Session, run: _Run, tenant: str, limit: int) -> tuple[
         rows = inbox.unapplied(session, tenant, limit, after)
         clean = rows if not run.counting else list(takewhile(lambda r: not r.attempts, rows))
         run.view.prefetch({row.conversation_id for row in clean if row.conversation_id})
-        if run.counting:
-            attempts.count(run.rt.engine, [row.seq for row in clean])
+        if run.tries is not None:
+            run.tries.count_rows([row.seq for row in clean])
         run.apply_rows(clean)
         if len(clean) < len(rows):
             suspect = rows[len(clean)]
@@ -285,10 +292,16 @@ class _Run:
     # Rows waiting for their conversation to start, and the later rows they hold back.
     held: dict[str, list[InboxRow]] = field(default_factory=dict)
     fired: int = 0
-    counting: bool = field(init=False)  # tries that end the worker are counted (PostgreSQL)
+    # Tries that end the worker are counted (PostgreSQL): what this try counted.
+    tries: attempts.Tries | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.counting = attempts.counted(self.view.session)
+        counted = attempts.counted(self.view.session)
+        self.tries = attempts.Tries(self.rt.engine, self.view.tenant) if counted else None
+
+    @property
+    def counting(self) -> bool:
+        return self.tries is not None
 
     @property
     def progressed(self) -> bool:
@@ -308,7 +321,8 @@ class _Run:
             reason = f"set aside: {row.attempts} tries ended the worker process"
             self._reject(row, reason)
             return
-        attempts.count(self.rt.engine, [row.seq])
+        assert self.tries is not None  # suspects are only found where tries are counted
+        self.tries.count_rows([row.seq])
         self.careful = True
         self.view.prefetch({row.conversation_id} if row.conversation_id else set())
         self.apply_rows([row])
@@ -391,8 +405,8 @@ class _Run:
                 if not self.counting
                 else list(takewhile(lambda t: not attempts.tries(t), armed))
             )
-            if self.counting:
-                attempts.count_timers(self.rt.engine, self.view.tenant, [t.timer_id for t in clean])
+            if self.tries is not None:
+                self.tries.count_timers([t.timer_id for t in clean])
             for timer in clean:
                 self._fire(timer)
             if len(clean) < len(armed):
@@ -411,7 +425,8 @@ class _Run:
                 attempts=attempts.tries(timer),
             )
         else:
-            attempts.count_timers(self.rt.engine, self.view.tenant, [timer.timer_id])
+            assert self.tries is not None
+            self.tries.count_timers([timer.timer_id])
             self.careful = True
             self._fire(timer)
         raise _Pause

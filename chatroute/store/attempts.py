@@ -8,15 +8,23 @@ that on a connection of its own, outside the batch's transaction. A row found wi
 was in a try that never finished: such rows are applied one per transaction, each counted,
 and a row whose tries ended the worker ``MAX_ATTEMPTS`` times is set aside as rejected.
 
+A try that ends with an exception did not end its process (the database restarted under it,
+say): it takes its counts back (``Tries.withdraw``). When the database cannot take them back
+yet, they wait in the process and go back before its next try counts anything (``settle``).
+A process that dies meanwhile leaves them counted, as a try that ended a process should.
+
 PostgreSQL only: on SQLite (the embedded mode, one process) a second writer would wait for
 the first, and a crash ends the whole run anyway.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, Update, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from chatroute.store import tables
@@ -42,12 +50,65 @@ def count_timers(engine: Engine, tenant: str, timer_ids: Sequence[str]) -> None:
         _add_try(engine, update(tables.timers).where(c.tenant == tenant, c.timer_id.in_(timer_ids)))
 
 
-def _add_try(engine: Engine, statement: Update) -> None:
+def _add_try(engine: Engine, statement: Update, step: int = 1) -> None:
     table = statement.table
     with engine.begin() as connection:
         # Losing this count in a server crash costs one more try: no need to wait for the disk.
         connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        connection.execute(statement.values(attempts=table.c.attempts + 1))
+        connection.execute(statement.values(attempts=table.c.attempts + step))
+
+
+@dataclass
+class Tries:
+    """What one try counted, so that it can take the counts back if it ends with an exception."""
+
+    engine: Engine
+    tenant: str
+    rows: list[int] = field(default_factory=list)
+    timers: list[str] = field(default_factory=list)
+
+    def count_rows(self, seqs: Sequence[int]) -> None:
+        count(self.engine, seqs)
+        self.rows += seqs
+
+    def count_timers(self, timer_ids: Sequence[str]) -> None:
+        count_timers(self.engine, self.tenant, timer_ids)
+        self.timers += timer_ids
+
+    def withdraw(self) -> None:
+        """This try ended with an exception, not with its process: it ended nothing."""
+        if self.rows or self.timers:
+            with _lock:
+                _withdrawn.append(Tries(self.engine, self.tenant, self.rows, self.timers))
+            settle(self.engine)
+
+    def take_back(self) -> None:
+        i, t = tables.inbox.c, tables.timers.c
+        if self.rows:
+            _add_try(self.engine, update(tables.inbox).where(i.seq.in_(self.rows)), -1)
+        if self.timers:
+            owned = update(tables.timers).where(
+                t.tenant == self.tenant, t.timer_id.in_(self.timers)
+            )
+            _add_try(self.engine, owned, -1)
+
+
+_lock = threading.Lock()
+_withdrawn: list[Tries] = []  # taken back when the database answers again
+
+
+def settle(engine: Engine) -> None:
+    """Take back the counts of this process's tries that ended with an exception."""
+    with _lock:
+        waiting = [tries for tries in _withdrawn if tries.engine is engine]
+        _withdrawn[:] = [tries for tries in _withdrawn if tries.engine is not engine]
+    for n, tries in enumerate(waiting):
+        try:
+            tries.take_back()
+        except DBAPIError:
+            with _lock:
+                _withdrawn.extend(waiting[n:])
+            return
 
 
 def tries(timer: object) -> int:

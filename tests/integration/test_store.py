@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 
 from chatroute import bootstrap, service
 from chatroute.clock import VirtualClock
@@ -219,6 +220,41 @@ def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
     service.ingest(rt, incoming(shop.lines[-1]))
     service.apply_tenant(rt, "shop-1")
     assert unapplied_attempts(rt)[shop.lines[-1]["id"]] == ("applied", 1)
+    rt.engine.dispose()
+
+
+def test_a_try_that_ends_with_an_exception_takes_its_counts_back(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the chaos run: three PostgreSQL restarts under the same rows set them aside.
+    rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=5)
+    shop.start("c1")
+    shop.start("c2")
+    service.ingest(rt, incoming(*shop.lines))
+
+    def server_gone(*_: object) -> None:
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    # Given a try that ends with a database error (its process lives on)
+    monkeypatch.setattr(service.lifecycle, "handle", server_gone)
+    with pytest.raises(OperationalError):
+        service.apply_tenant(rt, "shop-1")
+    # Then its rows keep no try
+    assert {n for _, n in unapplied_attempts(rt).values()} == {0}
+    # Given another, whose counts the database cannot take back at once
+    with pytest.raises(OperationalError), monkeypatch.context() as down:
+        down.setattr(attempts.Tries, "take_back", server_gone)
+        service.apply_tenant(rt, "shop-1")
+    assert {n for _, n in unapplied_attempts(rt).values()} == {1}
+    # When the database answers, the counts go back before the next try counts: the rows
+    # apply together, not one per transaction as suspects (each would then count 2)
+    monkeypatch.undo()
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    assert set(unapplied_attempts(rt).values()) == {("applied", 1)}
     rt.engine.dispose()
 
 
