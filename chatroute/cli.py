@@ -15,24 +15,40 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from chatroute import bootstrap, logs
-from chatroute.settings import Settings
+from chatroute.errors import SettingsError
+from chatroute.settings import DEPLOYED_COMMANDS, Settings
+
+NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    if getattr(args, "db", None):
-        settings = settings.with_(database_url=args.db)
-    if getattr(args, "amqp", None):
-        settings = settings.with_(amqp_url=args.amqp)
+    try:
+        settings = _settings(args)
+    except SettingsError as error:
+        print(f"chatroute: {error}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level)
     return int(args.run(args, settings) or 0)
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "db", None):
+        settings = settings.with_database(args.db)
+    if getattr(args, "amqp", None):
+        settings = settings.with_(amqp_url=args.amqp)
+    if args.command in NEEDS_BROKER:
+        _require_amqp(settings, args.command)
+    if args.command in DEPLOYED_COMMANDS:
+        settings.require_database(args.command)
+    return settings
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatroute", description=__doc__)
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     replay = sub.add_parser("replay", help="run events through the workers on a virtual clock")
     replay.add_argument("events", type=Path, help="a JSON-lines file of events")
@@ -179,7 +195,9 @@ def _serve_metrics(rt: bootstrap.Runtime, settings: Settings) -> None:
 
 def _require_amqp(settings: Settings, command: str) -> str:
     if not settings.amqp_url:
-        raise SystemExit(f"chatroute {command}: set --amqp or CHATROUTE_AMQP_URL")
+        raise SettingsError(
+            f"chatroute {command}: set --amqp, CHATROUTE_AMQP_URL or CHATROUTE_AMQP_URL_FILE"
+        )
     return settings.amqp_url
 
 
@@ -202,7 +220,6 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
-    _require_amqp(settings, "sweeper")
     from workers import broker
 
     broker.install(settings)
@@ -224,7 +241,6 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``dramatiq workers.main``; it stops every process when one dies, so restart it."""
-    _require_amqp(settings, "worker")
     command = [
         sys.executable,
         "-m",

@@ -27,3 +27,7 @@ class InvalidEvent(ChatrouteError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SettingsError(ChatrouteError):
+    """A setting missing, contradictory or unreadable: the process cannot start."""

@@ -62,8 +62,9 @@ def test_a_database_that_does_not_answer_fails_the_check(tmp_path: Path) -> None
 
 
 def test_the_command_prints_the_figures_and_exits_by_readiness(tmp_path: Path) -> None:
-    assert chatroute("migrate", cwd=tmp_path).returncode == 0
-    result = chatroute("health", "--role", "sweeper", cwd=tmp_path)
+    env = {"CHATROUTE_DATABASE_URL": f"sqlite:///{tmp_path}/h.db"}
+    assert chatroute("migrate", cwd=tmp_path, env=env).returncode == 0
+    result = chatroute("health", "--role", "sweeper", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["role"] == "sweeper" and report["ready"] is True and report["timer_lag_s"] == 0
