@@ -26,6 +26,9 @@ def check(settings: Settings, role: str, now: datetime | None = None) -> dict[st
     """The figures of ``role``'s health, and ``ready`` (True when all is well)."""
     now = now or SystemClock().now()
     report: dict[str, Any] = {"broker": broker_answers(settings.amqp_url)}
+    if settings.redis_url is not None:
+        # Reported, not required: nothing in the engine depends on Redis yet.
+        report["redis"] = redis_answers(settings.redis_url)
     engine = db.make_engine(settings.database_url)
     try:
         with engine.connect() as connection:
@@ -74,5 +77,18 @@ def broker_answers(url: str | None) -> bool:
     try:
         connect(url).close()
         return True
+    except Exception:
+        return False
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
     except Exception:
         return False
