@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chatroute import bootstrap, logs
 from chatroute.errors import SettingsError
+from chatroute.health import ROLES
 from chatroute.settings import DEPLOYED_COMMANDS, Settings
 
 NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
@@ -112,7 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser(
         "health", help="exit 0 when the database and broker answer and the role's work is on time"
     )
-    health.add_argument("--role", choices=["gateway", "worker", "sweeper"], default="worker")
+    health.add_argument("--role", choices=ROLES, default="worker")
+    health.add_argument(
+        "--live", action="store_true", help="only whether the database and broker answer"
+    )
     health.set_defaults(run=_health)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -270,7 +274,7 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
 
     report = check(settings, args.role)
     print(json.dumps({"role": args.role, **report}))
-    return 0 if report["ready"] else 1
+    return 0 if report["live" if args.live else "ready"] else 1
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

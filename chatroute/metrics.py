@@ -82,6 +82,10 @@ class EngineCollector(Collector):
             "chatroute_oldest_unapplied_seconds", "Age of the oldest event not applied",
             value=late["oldest_unapplied_s"],
         )  # fmt: skip
+        yield GaugeMetricFamily(
+            "chatroute_stats_lag_seconds", "Age of the oldest change not counted in statistics",
+            value=late["stats_lag_s"],
+        )  # fmt: skip
 
 
 def serve(rt: Runtime, port: int) -> None:

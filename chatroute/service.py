@@ -28,7 +28,7 @@ from chatroute.domain.model import Decision, TenantSettings, Timer, TimerState
 from chatroute.errors import InvalidEvent, Rejected, UnknownConversation, reason_kind
 from chatroute.store import attempts, inbox, outbox, tables
 from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
-from chatroute.store.view import SqlTenantView
+from chatroute.store.view import NOW, SqlTenantView
 from schemas.decisions import make_decision
 from schemas.events import DATA_MODELS, best_effort_identity, parse_event, to_command
 
@@ -219,6 +219,7 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
     now = rt.clock.now()
     limit = rt.settings.batch_size
     with rt.sessions.begin() as session:
+        session.info[NOW] = now  # dates the changes the stats worker must count
         settings = _lock_tenant(session, tenant)
         if settings is None:
             return False

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from chatroute.cli import _parser
+from chatroute.health import ROLES
 from chatroute.settings import ENV_VARS
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose.yaml"
@@ -96,6 +97,17 @@ def test_workers_have_replicas_and_healthchecks(compose: dict[str, Any]) -> None
         assert service["deploy"]["replicas"] >= 2
         assert service["healthcheck"]["test"][1:3] == ["chatroute", "health"]
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_each_healthcheck_judges_its_service_by_its_own_work(compose: dict[str, Any]) -> None:
+    # The role whose late work fails the check: what each service's process does
+    roles = {"gateway": "gateway", "routing": "worker", "stats": "stats", "timers": "sweeper"}
+    for name, role in roles.items():
+        test = compose["services"][name]["healthcheck"]["test"]
+        assert test[test.index("--role") + 1] == role, name
+    assert set(roles.values()) == set(ROLES)
+    queues = {name: compose["services"][name]["command"][-1] for name in ("routing", "stats")}
+    assert queues == {"routing": "chatroute.routing", "stats": "chatroute.stats"}
 
 
 def test_rabbitmq_uses_a_dedicated_vhost_matching_the_amqp_url(
