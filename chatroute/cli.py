@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -256,9 +258,31 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         str(args.threads),
         *(["--queues", *args.queues] if args.queues else []),
     ]
+    with _worker_metrics_folder(settings) as folder:
+        return _run_restarting(command, settings, folder)
+
+
+@contextmanager
+def _worker_metrics_folder(settings: Settings) -> Iterator[Path | None]:
+    """Where the worker processes keep dramatiq's metrics; None when they are not served."""
+    if settings.worker_metrics_port is None:
+        yield None
+    elif settings.worker_metrics_dir:
+        yield Path(settings.worker_metrics_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="chatroute-worker-metrics-") as folder:
+            yield Path(folder)
+
+
+def _run_restarting(command: list[str], settings: Settings, metrics: Path | None) -> int:
+    from workers import broker
+
+    env = {**os.environ, **(broker.prometheus_env(settings, metrics) if metrics else {})}
     stop = _stop_on_signals()
     while not stop.is_set():
-        child = subprocess.Popen(command)
+        if metrics:
+            broker.clear_prometheus_folder(metrics)
+        child = subprocess.Popen(command, env=env)
         while child.poll() is None and not stop.wait(0.5):
             pass
         if stop.is_set():

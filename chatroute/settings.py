@@ -33,6 +33,10 @@ class Settings:
     log_level: str = "INFO"
     # Where the gateway and the sweeper serve Prometheus metrics; None: not served.
     metrics_port: int | None = None
+    # Where ``chatroute worker`` serves dramatiq's own metrics; None: not served. Its worker
+    # processes share counts through files in ``worker_metrics_dir`` (None: a temporary one).
+    worker_metrics_port: int | None = None
+    worker_metrics_dir: str | None = None
     # Fault injection for the poison and chaos tests: applying one of these event ids
     # SIGKILLs the worker process. Empty in production.
     fault_kill_on: frozenset[str] = frozenset()
@@ -53,9 +57,9 @@ class Settings:
             stats_interval_s=float(env.get("CHATROUTE_STATS_INTERVAL_S", "2")),
             relay_interval_s=float(env.get("CHATROUTE_RELAY_INTERVAL_S", "0.005")),
             log_level=env.get("CHATROUTE_LOG_LEVEL", "INFO"),
-            metrics_port=int(env["CHATROUTE_METRICS_PORT"])
-            if env.get("CHATROUTE_METRICS_PORT")
-            else None,
+            metrics_port=_port(env, "CHATROUTE_METRICS_PORT"),
+            worker_metrics_port=_port(env, "CHATROUTE_WORKER_METRICS_PORT"),
+            worker_metrics_dir=env.get("CHATROUTE_WORKER_METRICS_DIR") or None,
             fault_kill_on=frozenset(
                 filter(None, env.get("CHATROUTE_FAULT_KILL_ON", "").split(","))
             ),
@@ -78,6 +82,10 @@ class Settings:
                 f"to {DEFAULT_DATABASE_URL})"
             )
         return self
+
+
+def _port(env: dict[str, str], name: str) -> int | None:
+    return int(env[name]) if env.get(name) else None
 
 
 def secret(env: dict[str, str], name: str) -> str | None:
@@ -111,5 +119,7 @@ ENV_VARS = (
     "CHATROUTE_RELAY_INTERVAL_S",
     "CHATROUTE_LOG_LEVEL",
     "CHATROUTE_METRICS_PORT",
+    "CHATROUTE_WORKER_METRICS_PORT",
+    "CHATROUTE_WORKER_METRICS_DIR",
     "CHATROUTE_FAULT_KILL_ON",
 )

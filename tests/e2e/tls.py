@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.harness import spare_port
+
 
 @dataclass(frozen=True)
 class Certificates:
@@ -61,12 +63,6 @@ def _new_key(path: Path) -> str:
 def _openssl(arguments: str) -> None:
     # Paths come from tempfile: no spaces, so a plain split keeps each one whole.
     subprocess.run(["openssl", *arguments.split()], check=True, capture_output=True, timeout=60)
-
-
-def spare_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:

@@ -165,3 +165,22 @@ def test_make_secrets_writes_matching_passwords_and_never_replaces_them(secrets:
     script = str(COMPOSE.parent / "deploy" / "make_secrets.py")
     again = subprocess.run([sys.executable, script, str(secrets)], capture_output=True, text=True)
     assert again.returncode != 0 and "already holds" in again.stderr
+
+
+def test_prometheus_scrapes_dramatiqs_metrics_from_every_worker(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    serving = {
+        name: s["environment"]["CHATROUTE_WORKER_METRICS_PORT"]
+        for name, s in services.items()
+        if "CHATROUTE_WORKER_METRICS_PORT" in (s.get("environment") or {})
+    }
+    assert set(serving) == {"routing", "stats"}
+    assert all(services[name]["command"][1] == "worker" for name in serving)
+    config = yaml.safe_load((COMPOSE.parent / "deploy" / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "dramatiq")
+    targets = job["dns_sd_configs"][0]
+    assert set(targets["names"]) == set(serving)
+    assert {str(targets["port"])} == set(serving.values())
+    # The image gives the worker processes a folder of their own to share counts in
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    assert "ENV CHATROUTE_WORKER_METRICS_DIR=" in dockerfile
