@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pika
 
-from chatroute.amqp import EVENT_CONTENT_TYPE, EVENTS_EXCHANGE, connect, declare_topology
+from chatroute.amqp import EVENT_CONTENT_TYPE, EVENTS_EXCHANGE, channel_with_topology, connect
 
 
 def routing_key(body: bytes) -> str:
@@ -24,8 +24,7 @@ def routing_key(body: bytes) -> str:
 def publish_bodies(bodies: Iterable[bytes], amqp_url: str) -> int:
     connection = connect(amqp_url)
     try:
-        channel = connection.channel()
-        declare_topology(channel)
+        channel = channel_with_topology(connection)
         channel.confirm_delivery()
         count = 0
         for body in bodies:

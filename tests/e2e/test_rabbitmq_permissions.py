@@ -20,12 +20,13 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 from chatroute import bootstrap
-from chatroute.amqp import DECISIONS_EXCHANGE, EVENT_CONTENT_TYPE, EVENTS_EXCHANGE, GATEWAY_QUEUE
+from chatroute.amqp import DECISIONS_EXCHANGE, GATEWAY_QUEUE
+from chatroute.publish import publish_bodies
 from chatroute.settings import Settings
 from chatroute.stats import rows
 from tests.builders import Events
 from tests.conftest import require_service
-from tests.e2e.harness import ROOT, Pipeline, rabbitmqctl, wait_until
+from tests.e2e.harness import ROOT, Pipeline, lines, rabbitmqctl, wait_until
 
 pytestmark = pytest.mark.services
 
@@ -96,20 +97,17 @@ class Frontend:
     from a queue of its own (bound before anything is published)."""
 
     def __init__(self, url: str, tenant: str) -> None:
+        self.url = url
         self.connection = pika.BlockingConnection(pika.URLParameters(url))
         self.channel = self.connection.channel()
         self.queue = f"frontend.{tenant}"
         self.channel.queue_declare(self.queue, exclusive=True)
         self.channel.queue_bind(self.queue, DECISIONS_EXCHANGE, routing_key=f"{tenant}.#")
-        self.channel.confirm_delivery()
         self.decisions: list[dict[str, Any]] = []
 
     def publish(self, events: list[dict[str, Any]]) -> None:
-        properties = pika.BasicProperties(content_type=EVENT_CONTENT_TYPE, delivery_mode=2)
-        for event in events:
-            self.channel.basic_publish(
-                EVENTS_EXCHANGE, event["type"], json.dumps(event).encode(), properties
-            )
+        # As `chatroute publish` does, on the frontend's own user
+        publish_bodies(lines(events), self.url)
 
     def received(self, kind: str) -> bool:
         while True:
