@@ -24,9 +24,8 @@ from chatroute.amqp import DECISIONS_EXCHANGE, GATEWAY_QUEUE
 from chatroute.publish import publish_bodies
 from chatroute.settings import Settings
 from chatroute.stats import rows
-from tests.builders import Events
 from tests.conftest import require_service
-from tests.e2e.harness import ROOT, Pipeline, lines, rabbitmqctl, wait_until
+from tests.e2e.harness import ROOT, Pipeline, one_conversation, rabbitmqctl, wait_until
 
 pytestmark = pytest.mark.services
 
@@ -105,9 +104,8 @@ class Frontend:
         self.channel.queue_bind(self.queue, DECISIONS_EXCHANGE, routing_key=f"{tenant}.#")
         self.decisions: list[dict[str, Any]] = []
 
-    def publish(self, events: list[dict[str, Any]]) -> None:
-        # As `chatroute publish` does, on the frontend's own user
-        publish_bodies(lines(events), self.url)
+    def publish(self, bodies: list[bytes]) -> None:
+        publish_bodies(bodies, self.url)  # as `chatroute publish` does, on this user
 
     def received(self, kind: str) -> bool:
         while True:
@@ -138,14 +136,10 @@ def test_the_definitions_users_run_the_engine_and_nothing_else(
     pipeline = Pipeline(pg_url, engine_url, tmp_path, processes=1, threads=2)
     frontend = Frontend(deployment.url("frontend"), "shop-1")
     pipeline.start()
-    shop = Events("shop-1")
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"], slots=1)
-    shop.start("c1")
     rt = bootstrap.build(Settings(database_url=pg_url))
     try:
         # When the frontend sends a conversation
-        frontend.publish(shop.lines)
+        frontend.publish(one_conversation())
         # Then its decision comes back, and the stats worker counts the contact
         wait_until(lambda: frontend.received("conversation.assigned"), 60, "the assignment")
         wait_until(lambda: [r["contacts"] for r in rows(rt)] == [1], 60, "the contact counted")

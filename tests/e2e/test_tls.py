@@ -17,9 +17,8 @@ import pytest
 
 from chatroute.health import broker_answers, check
 from chatroute.settings import Settings
-from tests.builders import Events
 from tests.conftest import require_service
-from tests.e2e.harness import ROOT, DecisionLog, Pipeline, Vhost, lines, wait_until
+from tests.e2e.harness import ROOT, Pipeline, Vhost, one_conversation, running, wait_until
 from tests.e2e.tls import Certificates, TlsProxy, make_certificates, private_postgres, private_redis
 
 pytestmark = pytest.mark.services
@@ -55,21 +54,11 @@ def test_the_pipeline_runs_over_amqps(
     # Given the gateway, a worker and the sweeper reaching RabbitMQ only through TLS
     url = amqps_url(certs, proxy.port, vhost.name)
     pipeline = Pipeline(pg_url, url, tmp_path, processes=1, threads=2)
-    log = DecisionLog(url)
-    pipeline.start()
-    shop = Events("shop-1")
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"], slots=1)
-    shop.start("c1")
-    try:
+    with running(pipeline, url) as log:
         # When a frontend publishes over TLS too
-        pipeline.publish(lines(shop.lines))
+        pipeline.publish(one_conversation())
         # Then the decision comes back
-        assigned = lambda: any(d["type"] == "conversation.assigned" for d in log.decisions)  # noqa: E731
-        wait_until(assigned, 60, "the assignment over amqps")
-    finally:
-        pipeline.stop()
-        log.stop()
+        wait_until(lambda: log.has("conversation.assigned"), 60, "the assignment over amqps")
 
 
 def test_amqps_verifies_the_server_and_presents_the_client_certificate(

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.builders import Events
-from tests.e2e.harness import DecisionLog, Pipeline, Vhost, lines, spare_port, wait_until
+from tests.e2e.harness import Pipeline, Vhost, one_conversation, running, spare_port, wait_until
 
 pytestmark = pytest.mark.services
 
@@ -37,19 +36,10 @@ def test_the_workers_serve_dramatiqs_metrics(pg_url: str, vhost: Vhost, tmp_path
         "CHATROUTE_WORKER_METRICS_PORT": str(port),
         "CHATROUTE_WORKER_METRICS_DIR": str(tmp_path / "worker-metrics"),
     }
-    log = DecisionLog(vhost.url)
-    pipeline.start()
-    shop = Events("shop-1")
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"], slots=1)
-    shop.start("c1")
-    try:
+    with running(pipeline, vhost.url) as log:
         # When they handle an event and the stats worker's nudge
-        pipeline.publish(lines(shop.lines))
-        wait_until(lambda: len(log.decisions) >= 1, 60, "the assignment")
+        pipeline.publish(one_conversation())
+        wait_until(lambda: log.has("conversation.assigned"), 60, "the assignment")
         # Then the page counts the messages each actor handled
         wait_until(lambda: handled(port, "chatroute.routing") >= 1, 30, "routing messages")
         wait_until(lambda: handled(port, "chatroute.stats") >= 1, 30, "stats messages")
-    finally:
-        pipeline.stop()
-        log.stop()
