@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import ChannelClosedByBroker
 
 EVENTS_EXCHANGE = "chat.events"
 DECISIONS_EXCHANGE = "chat.decisions"
@@ -11,6 +12,7 @@ REJECTED_QUEUE = "chat.events.rejected"
 # Bound to chat.events with "#"; a single active consumer keeps arrival order.
 GATEWAY_QUEUE = "chat.gateway"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
+NOT_FOUND = 404
 
 
 def connect(url: str) -> pika.BlockingConnection:
@@ -18,6 +20,22 @@ def connect(url: str) -> pika.BlockingConnection:
     params.heartbeat = 30
     params.blocked_connection_timeout = 60
     return pika.BlockingConnection(params)
+
+
+def channel_with_topology(connection: pika.BlockingConnection) -> BlockingChannel:
+    """A channel of ``connection`` where the contract's topology exists: declared only when
+    missing, so that a user without configure permission (a frontend's) can publish where the
+    broker's definitions made it."""
+    channel = connection.channel()
+    try:
+        channel.queue_declare(GATEWAY_QUEUE, passive=True)
+        return channel
+    except ChannelClosedByBroker as error:
+        if error.reply_code != NOT_FOUND:
+            raise
+    channel = connection.channel()  # the refusal closed the first one
+    declare_topology(channel)
+    return channel
 
 
 def declare_topology(channel: BlockingChannel) -> None:

@@ -56,6 +56,8 @@ def runtime() -> Runtime:
     with _lock:
         if _current is None:
             settings = Settings.from_env()
+            if settings.amqp_url:  # a worker process of a deployment, not the embedded mode
+                settings.require_database("worker")
             logs.configure(settings.log_level)
             _current = build(settings)
         return _current

@@ -9,30 +9,49 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from chatroute import bootstrap, logs, nudges
-from chatroute.settings import Settings
+from chatroute.errors import SettingsError
+from chatroute.health import ROLES
+from chatroute.settings import DEPLOYED_COMMANDS, Settings
+
+NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    if getattr(args, "db", None):
-        settings = settings.with_(database_url=args.db)
-    if getattr(args, "amqp", None):
-        settings = settings.with_(amqp_url=args.amqp)
+    try:
+        settings = _settings(args)
+    except SettingsError as error:
+        print(f"chatroute: {error}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level)
     return int(args.run(args, settings) or 0)
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "db", None):
+        settings = settings.with_database(args.db)
+    if getattr(args, "amqp", None):
+        settings = settings.with_(amqp_url=args.amqp)
+    if args.command in NEEDS_BROKER:
+        _require_amqp(settings, args.command)
+    if args.command in DEPLOYED_COMMANDS:
+        settings.require_database(args.command)
+    return settings
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatroute", description=__doc__)
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     replay = sub.add_parser("replay", help="run events through the workers on a virtual clock")
     replay.add_argument("events", type=Path, help="a JSON-lines file of events")
@@ -96,7 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser(
         "health", help="exit 0 when the database and broker answer and the role's work is on time"
     )
-    health.add_argument("--role", choices=["gateway", "worker", "sweeper"], default="worker")
+    health.add_argument("--role", choices=ROLES, default="worker")
+    health.add_argument(
+        "--live", action="store_true", help="only whether the database and broker answer"
+    )
     health.set_defaults(run=_health)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -179,7 +201,9 @@ def _serve_metrics(rt: bootstrap.Runtime, settings: Settings) -> None:
 
 def _require_amqp(settings: Settings, command: str) -> str:
     if not settings.amqp_url:
-        raise SystemExit(f"chatroute {command}: set --amqp or CHATROUTE_AMQP_URL")
+        raise SettingsError(
+            f"chatroute {command}: set --amqp, CHATROUTE_AMQP_URL or CHATROUTE_AMQP_URL_FILE"
+        )
     return settings.amqp_url
 
 
@@ -203,7 +227,6 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
-    _require_amqp(settings, "sweeper")
     from workers import broker
 
     broker.install(settings)
@@ -227,7 +250,6 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``dramatiq workers.main``; it stops every process when one dies, so restart it."""
-    _require_amqp(settings, "worker")
     command = [
         sys.executable,
         "-m",
@@ -239,9 +261,31 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         str(args.threads),
         *(["--queues", *args.queues] if args.queues else []),
     ]
+    with _worker_metrics_folder(settings) as folder:
+        return _run_restarting(command, settings, folder)
+
+
+@contextmanager
+def _worker_metrics_folder(settings: Settings) -> Iterator[Path | None]:
+    """Where the worker processes keep dramatiq's metrics; None when they are not served."""
+    if settings.worker_metrics_port is None:
+        yield None
+    elif settings.worker_metrics_dir:
+        yield Path(settings.worker_metrics_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="chatroute-worker-metrics-") as folder:
+            yield Path(folder)
+
+
+def _run_restarting(command: list[str], settings: Settings, metrics: Path | None) -> int:
+    from workers import broker
+
+    env = {**os.environ, **(broker.prometheus_env(settings, metrics) if metrics else {})}
     stop = _stop_on_signals()
     while not stop.is_set():
-        child = subprocess.Popen(command)
+        if metrics:
+            broker.clear_prometheus_folder(metrics)
+        child = subprocess.Popen(command, env=env)
         while child.poll() is None and not stop.wait(0.5):
             pass
         if stop.is_set():
@@ -257,7 +301,7 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
 
     report = check(settings, args.role)
     print(json.dumps({"role": args.role, **report}))
-    return 0 if report["ready"] else 1
+    return 0 if report["live" if args.live else "ready"] else 1
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,7 +9,6 @@ so any one process reports the whole engine.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import Counter, start_http_server
@@ -20,6 +19,7 @@ from sqlalchemy import func, select
 from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.bootstrap import Runtime
 from chatroute.domain.model import TimerState
+from chatroute.errors import reason_kind
 from chatroute.health import lateness
 from chatroute.store import tables
 from chatroute.store.outbox import OutgoingMessage
@@ -43,13 +43,6 @@ def published(messages: Sequence[OutgoingMessage]) -> None:
         DECISIONS.labels(kind).inc()
         if kind == "event.rejected":
             REJECTED.labels(reason_kind(json.loads(message.body)["data"]["reason"])).inc()
-
-
-def reason_kind(reason: str) -> str:
-    """A reason without its particulars, so labels stay few: ``unknown conversation 'c9'``
-    -> ``unknown conversation``, ``data.score: Input should be ...`` -> ``data.score``."""
-    head = reason.split(":", 1)[0]
-    return re.sub(r"\s+", " ", re.sub(r"'[^']*'|\([^)]*\)|\d+", "", head)).strip()[:60]
 
 
 class EngineCollector(Collector):
@@ -88,6 +81,10 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily(
             "chatroute_oldest_unapplied_seconds", "Age of the oldest event not applied",
             value=late["oldest_unapplied_s"],
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "chatroute_stats_lag_seconds", "Age of the oldest change not counted in statistics",
+            value=late["stats_lag_s"],
         )  # fmt: skip
 
 

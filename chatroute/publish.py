@@ -18,7 +18,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from chatroute import logs
-from chatroute.amqp import EVENT_CONTENT_TYPE, EVENTS_EXCHANGE, connect, declare_topology
+from chatroute.amqp import EVENT_CONTENT_TYPE, EVENTS_EXCHANGE, channel_with_topology, connect
 
 log = logs.get("chatroute.publish")
 
@@ -70,8 +70,7 @@ class Publisher:
         if self._channel is None or not self._channel.is_open:
             self._drop()
             self._connection = connect(self.amqp_url)
-            self._channel = self._connection.channel()
-            declare_topology(self._channel)
+            self._channel = channel_with_topology(self._connection)
             self._channel.confirm_delivery()
         return self._channel
 

@@ -25,12 +25,12 @@ from chatroute import logs
 from chatroute.bootstrap import Runtime
 from chatroute.domain import lifecycle
 from chatroute.domain.model import Decision, TenantSettings, Timer, TimerState
-from chatroute.errors import InvalidEvent, Rejected, UnknownConversation
+from chatroute.errors import InvalidEvent, Rejected, UnknownConversation, reason_kind
 from chatroute.store import attempts, inbox, outbox, tables
 from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
-from chatroute.store.view import SqlTenantView
+from chatroute.store.view import NOW, SqlTenantView
 from schemas.decisions import make_decision
-from schemas.events import best_effort_identity, parse_event, to_command
+from schemas.events import DATA_MODELS, best_effort_identity, parse_event, to_command
 
 log = logs.get("chatroute.service")
 
@@ -87,7 +87,16 @@ class DecisionWriter:
             outbox.rejected_copy_row(envelope["id"], tenant, body, reason, self.created_at)
         )
         self.count += 1
-        log.warning("event_rejected", tenant=tenant, event_id=event_id, type=type_, reason=reason)
+        # The reason's kind only: a reason may quote a value of the event (see reason_kind);
+        # the whole reason is in the decision and on the inbox row.
+        kind = type_ if type_ in DATA_MODELS else None  # a garbage body's "type" is anything
+        log.warning(
+            "event_rejected",
+            tenant=tenant,
+            event_id=event_id,
+            type=kind,
+            reason=reason_kind(reason),
+        )
 
 
 # ---------------------------------------------------------------- taking events in
@@ -213,6 +222,7 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
     run: _Run | None = None
     try:
         with rt.sessions.begin() as session:
+            session.info[NOW] = now  # dates the changes the stats worker must count
             settings = _lock_tenant(session, tenant)
             if settings is None:
                 return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -60,8 +61,10 @@ class LogContext(Middleware):
         structlog.contextvars.clear_contextvars()
 
 
-def build(settings: Settings) -> dramatiq.Broker:
-    """RabbitMQ with publisher confirms when ``amqp_url`` is set, else the in-process broker."""
+def build(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
+    """RabbitMQ with publisher confirms when ``amqp_url`` is set, else the in-process broker.
+    A ``worker`` process (``dramatiq workers.main``) also counts its messages for Prometheus
+    when ``worker_metrics_port`` is set."""
     broker: dramatiq.Broker
     if settings.amqp_url:
         broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
@@ -69,19 +72,43 @@ def build(settings: Settings) -> dramatiq.Broker:
         broker = StubBroker()
         broker.emit_after("process_boot")
     broker.add_middleware(LogContext())
+    if worker and settings.amqp_url and settings.worker_metrics_port is not None:
+        # Imported only here: the module reads its port and folder when imported.
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     return broker
 
 
-def install(settings: Settings) -> dramatiq.Broker:
+def prometheus_env(settings: Settings, folder: Path) -> dict[str, str]:
+    """The variables dramatiq's Prometheus middleware reads, for a whole ``dramatiq`` run: its
+    main process serves the page, from the files every worker process writes in ``folder``."""
+    return {
+        "dramatiq_prom_port": str(settings.worker_metrics_port),
+        "dramatiq_prom_db": str(folder),
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "prometheus_multiproc_dir": str(folder),
+    }
+
+
+def clear_prometheus_folder(folder: Path) -> None:
+    """Empty ``folder`` (made if missing): a new run of workers counts from zero, and files of
+    processes gone would otherwise be summed with the new ones forever."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob("*.db"):
+        leftover.unlink()
+
+
+def install(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
     """Set the global broker from ``settings`` unless one was installed already."""
     global _installed
     with _lock:
         if _installed is None:
-            _installed = build(settings)
+            _installed = build(settings, worker=worker)
             dramatiq.set_broker(_installed)
         return _installed
 
 
-def ensure() -> dramatiq.Broker:
+def ensure(*, worker: bool = False) -> dramatiq.Broker:
     """The installed broker, or one built from the environment."""
-    return install(Settings.from_env())
+    return install(Settings.from_env(), worker=worker)

@@ -2,6 +2,6 @@
 
 from workers import broker
 
-broker.ensure()
+broker.ensure(worker=True)
 
 from workers import routing, stats  # noqa: E402, F401

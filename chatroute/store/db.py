@@ -13,13 +13,21 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate write locks."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate write locks.
+
+    Parameters stay out of error messages: they hold event bodies (comments, names), and
+    errors end up in logs.
+    """
     url = _with_driver(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    return create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, hide_parameters=True)
 
 
 def _with_driver(url: str) -> str:

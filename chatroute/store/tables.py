@@ -133,6 +133,9 @@ conversations = Table(
     # The tenant's stats_counter when a change to it or its contacts last committed: the stats
     # worker folds the conversations above its checkpoint (see ``store.figures``).
     Column("stats_seq", BigInteger, nullable=False, default=0, server_default="0"),
+    # When that change committed (the applying transaction's time): how late the stats worker
+    # is, read from the oldest conversation above its checkpoint.
+    Column("stats_changed_at", UTCDateTime),
     Index("ix_conversations_holder", "tenant", "respondent", "state"),
     Index("ix_conversations_stats", "tenant", "stats_seq"),
 )

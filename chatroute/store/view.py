@@ -32,6 +32,8 @@ class _Unknown:
 UNKNOWN = _Unknown()
 
 
+# The session.info key under which an applying transaction keeps its time.
+NOW = "now"
 # How many free members of a group a transaction reads, best first (see free_respondents).
 RANKED = 64
 MIN_UNCHANGED = 3
@@ -368,7 +370,8 @@ def stamp_stats_changes(session: Session, _context: object, _instances: object) 
     next stats counter value as its ``stats_seq``.
 
     The tenant's writers are serialised by its lock, so these values commit in increasing
-    order: the stats worker folds what lies above its checkpoint and misses nothing.
+    order: the stats worker folds what lies above its checkpoint and misses nothing. The
+    session's ``info["now"]`` (set by the applying transaction) dates the change.
     """
     changed: set[tuple[str, str]] = set()
     pending: dict[tuple[str, str], Conversation] = {}  # session.get finds no pending object
@@ -389,6 +392,7 @@ def stamp_stats_changes(session: Session, _context: object, _instances: object) 
             seq = stats_counter(settings) + 1
             setattr(settings, "stats_counter", seq)  # noqa: B010
             setattr(conversation, "stats_seq", seq)  # noqa: B010
+            setattr(conversation, "stats_changed_at", session.info.get(NOW))  # noqa: B010
 
 
 def stats_counter(settings: TenantSettings) -> int:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import pika
 
 from chatroute.amqp import DECISIONS_EXCHANGE, declare_topology
 from chatroute.publish import publish_bodies
+from tests.builders import Events
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,6 +99,9 @@ class DecisionLog:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+    def has(self, kind: str) -> bool:
+        return any(d["type"] == kind for d in self.decisions)
 
 
 class Pipeline:
@@ -205,6 +211,28 @@ class Pipeline:
             thread.join()
 
 
+@contextmanager
+def running(pipeline: Pipeline, decisions_url: str) -> Iterator[DecisionLog]:
+    """``pipeline`` started, with a log of its decisions; both stopped afterwards."""
+    log = DecisionLog(decisions_url)
+    pipeline.start()
+    try:
+        yield log
+    finally:
+        pipeline.stop()
+        log.stop()
+
+
+def one_conversation(tenant: str = "shop-1") -> list[bytes]:
+    """The smallest stream through the whole pipeline: a rule, a respondent, a conversation
+    assigned to them (a decision to publish, a contact to count)."""
+    shop = Events(tenant)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    shop.start("c1")
+    return lines(shop.lines)
+
+
 def _conversation_key(body: bytes) -> bytes:
     try:
         event = json.loads(body)
@@ -227,6 +255,13 @@ def _sid(pid: int) -> int | None:
         return os.getsid(pid)
     except (ProcessLookupError, PermissionError):
         return None
+
+
+def spare_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -9,6 +9,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.builders import Events, jsonl, rfc3339
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,9 +29,15 @@ STATS_KEYS = [
 ]
 
 
-def chatroute(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("CHATROUTE_DATABASE_URL", None)
+def chatroute(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``chatroute`` in ``cwd`` with no CHATROUTE_* setting but those of ``env``."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CHATROUTE_")},
+        "PYTHONPATH": str(ROOT),
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "chatroute.cli", *args],
         cwd=cwd,
@@ -88,6 +96,40 @@ def test_replay_of_a_missing_file_says_so(tmp_path: Path) -> None:
 def test_commands_needing_a_broker_say_which_setting(tmp_path: Path) -> None:
     result = chatroute("gateway", cwd=tmp_path)
     assert result.returncode != 0 and "CHATROUTE_AMQP_URL" in result.stderr
+
+
+DEPLOYED = [
+    ["gateway"],
+    ["worker"],
+    ["sweeper"],
+    ["health"],
+    ["migrate"],
+    ["prune", "--older-than-days", "14"],
+]
+
+
+@pytest.mark.parametrize("command", DEPLOYED)
+def test_deployed_processes_have_no_default_database(command: list[str], tmp_path: Path) -> None:
+    # Given a broker but no database setting
+    result = chatroute(*command, cwd=tmp_path, env={"CHATROUTE_AMQP_URL": "amqp://mq"})
+    # Then the process refuses to start, saying what to set, and opens no ./chatroute.db
+    assert result.returncode == 2, result.stderr
+    assert "no database configured: set CHATROUTE_DATABASE_URL" in result.stderr
+    assert not (tmp_path / "chatroute.db").exists()
+
+
+def test_a_secret_file_that_cannot_be_read_stops_the_command(tmp_path: Path) -> None:
+    env = {"CHATROUTE_DATABASE_URL_FILE": str(tmp_path / "missing")}
+    result = chatroute("stats", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert f"CHATROUTE_DATABASE_URL_FILE: cannot read {tmp_path / 'missing'}" in result.stderr
+
+
+def test_a_database_url_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "url").write_text(f"sqlite:///{tmp_path}/from-file.db\n")
+    result = chatroute("migrate", cwd=tmp_path, env={"CHATROUTE_DATABASE_URL_FILE": "url"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "from-file.db").exists()
 
 
 def test_history_shows_snoozes_and_reopenings_in_order(tmp_path: Path) -> None:

@@ -78,6 +78,7 @@ def test_state_gauges_come_from_the_database(tmp_path: Path) -> None:
     assert registry.get_sample_value("chatroute_timers_pending") == 1
     assert registry.get_sample_value("chatroute_outbox_backlog") == 0
     assert registry.get_sample_value("chatroute_timer_lag_seconds") == 0
+    assert registry.get_sample_value("chatroute_stats_lag_seconds") == 0  # replay folded
 
 
 def test_the_endpoint_serves_them(tmp_path: Path) -> None:

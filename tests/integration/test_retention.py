@@ -62,8 +62,9 @@ def test_prune_keeps_what_is_recent_unfinished_or_state(tmp_path: Path) -> None:
 
 
 def test_the_command_refuses_a_retention_under_a_day(tmp_path: Path) -> None:
-    refused = chatroute("prune", "--older-than-days", "0.5", cwd=tmp_path)
+    env = {"CHATROUTE_DATABASE_URL": f"sqlite:///{tmp_path}/chatroute.db"}
+    refused = chatroute("prune", "--older-than-days", "0.5", cwd=tmp_path, env=env)
     assert refused.returncode != 0 and "at least a day" in refused.stderr
-    done = chatroute("prune", "--older-than-days", "7", cwd=tmp_path)
+    done = chatroute("prune", "--older-than-days", "7", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == '{"inbox_rows": 0, "outbox_rows": 0}'

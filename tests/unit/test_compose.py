@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from chatroute.cli import _parser
+from chatroute.health import ROLES
 from chatroute.settings import ENV_VARS
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose.yaml"
 
 
+URL_SCHEMES = {
+    "CHATROUTE_DATABASE_URL": "postgresql://",
+    "CHATROUTE_AMQP_URL": "amqp://",
+    "CHATROUTE_REDIS_URL": "redis://",
+}
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The secret files ``deploy/make_secrets.py`` writes, as ops would make them."""
+    folder = tmp_path_factory.mktemp("secrets")
+    script = str(COMPOSE.parent / "deploy" / "make_secrets.py")
+    subprocess.run([sys.executable, script, str(folder)], check=True, capture_output=True)
+    return folder
 
 
 def test_it_runs_the_backing_services_and_every_process_kind(compose: dict[str, Any]) -> None:
@@ -41,8 +62,33 @@ def test_engine_services_use_known_commands_and_settings(compose: dict[str, Any]
         assert service["command"][0] == "chatroute"
         assert service["command"][1] in commands
         assert set(service["environment"]) <= set(ENV_VARS), f"{name} sets an unknown variable"
-        assert service["environment"]["CHATROUTE_DATABASE_URL"].startswith("postgresql://")
-        assert service["environment"]["CHATROUTE_AMQP_URL"].startswith("amqp://")
+
+
+def test_engine_services_read_their_urls_from_mounted_secrets(
+    compose: dict[str, Any], secrets: Path
+) -> None:
+    for name in ("migrate", "gateway", "routing", "stats", "timers"):
+        service = compose["services"][name]
+        for variable, scheme in URL_SCHEMES.items():
+            # Given the file the service's variable names
+            path = service["environment"][f"{variable}_FILE"]
+            secret = path.removeprefix("/run/secrets/")
+            # Then it is a secret mounted in the service, written by make_secrets
+            assert secret in service["secrets"], f"{name} does not mount {secret}"
+            written = secrets / Path(compose["secrets"][secret]["file"]).name
+            assert written.read_text().startswith(scheme)
+            assert variable not in service["environment"]
+
+
+def test_compose_holds_no_password(compose: dict[str, Any]) -> None:
+    # No default in an interpolation (${X:-chatroute}), no password in any environment
+    assert ":-" not in COMPOSE.read_text()
+    for name, service in compose["services"].items():
+        for variable, value in (service.get("environment") or {}).items():
+            secretive = "PASS" in variable or variable.endswith("_URL")
+            assert not secretive or variable.endswith("_FILE"), f"{name} sets {variable}={value}"
+    for secret in compose["secrets"].values():
+        assert secret["file"].startswith("./secrets/")
 
 
 def test_workers_have_replicas_and_healthchecks(compose: dict[str, Any]) -> None:
@@ -53,10 +99,40 @@ def test_workers_have_replicas_and_healthchecks(compose: dict[str, Any]) -> None
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
-def test_rabbitmq_uses_a_dedicated_vhost_matching_the_amqp_url(compose: dict[str, Any]) -> None:
-    vhost = compose["services"]["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_VHOST"]
-    url = compose["services"]["gateway"]["environment"]["CHATROUTE_AMQP_URL"]
-    assert url.endswith("/" + vhost)
+def test_each_healthcheck_judges_its_service_by_its_own_work(compose: dict[str, Any]) -> None:
+    # The role whose late work fails the check: what each service's process does
+    roles = {"gateway": "gateway", "routing": "worker", "stats": "stats", "timers": "sweeper"}
+    for name, role in roles.items():
+        test = compose["services"][name]["healthcheck"]["test"]
+        assert test[test.index("--role") + 1] == role, name
+    assert set(roles.values()) == set(ROLES)
+    queues = {name: compose["services"][name]["command"][-1] for name in ("routing", "stats")}
+    assert queues == {"routing": "chatroute.routing", "stats": "chatroute.stats"}
+
+
+def test_rabbitmq_uses_a_dedicated_vhost_matching_the_amqp_url(
+    compose: dict[str, Any], secrets: Path
+) -> None:
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert "environment" not in rabbitmq  # no RABBITMQ_DEFAULT_USER: no default user at all
+    # Given the definitions it imports at boot: the users secret first, then ours
+    mounts = dict(reversed(v.split(":")[:2]) for v in rabbitmq["volumes"] if v.startswith("./"))
+    conf = (COMPOSE.parent / mounts["/etc/rabbitmq/conf.d/20-chatroute.conf"]).read_text()
+    assert "definitions.local.path = /etc/rabbitmq/definitions" in conf
+    definitions = json.loads(
+        (COMPOSE.parent / mounts["/etc/rabbitmq/definitions/20-chatroute.json"]).read_text()
+    )
+    users_secret = rabbitmq["secrets"][0]
+    assert users_secret["target"] == "/etc/rabbitmq/definitions/10-users.json"
+    users = json.loads((secrets / "rabbitmq-users.json").read_text())["users"]
+    # Then the engine's URL names a user of the users file, with permissions on the vhost
+    url = urlsplit((secrets / "amqp_url").read_text().strip())
+    assert [v["name"] for v in definitions["vhosts"]] == [url.path.lstrip("/")]
+    assert url.username in {u["name"] for u in users}
+    assert {(p["user"], p["vhost"]) for p in definitions["permissions"]} == {
+        (u["name"], url.path.lstrip("/")) for u in users
+    }
+    assert "guest" not in json.dumps([definitions, users])
 
 
 def test_prometheus_scrapes_every_process_that_serves_metrics(compose: dict[str, Any]) -> None:
@@ -73,3 +149,38 @@ def test_prometheus_scrapes_every_process_that_serves_metrics(compose: dict[str,
     assert {str(targets["port"])} == {
         services[n]["environment"]["CHATROUTE_METRICS_PORT"] for n in serving
     }
+
+
+def test_make_secrets_writes_matching_passwords_and_never_replaces_them(secrets: Path) -> None:
+    def read(name: str) -> str:
+        return (secrets / name).read_text().strip()
+
+    users = {u["name"]: u["password"] for u in json.loads(read("rabbitmq-users.json"))["users"]}
+    assert urlsplit(read("database_url")).password == read("postgres_password")
+    assert urlsplit(read("amqp_url")).password == users["chatroute"]
+    assert urlsplit(read("frontend_amqp_url")).password == users["frontend"]
+    assert f"requirepass {urlsplit(read('redis_url')).password}\n" in read("redis.conf") + "\n"
+    assert len(set(users.values()) | {read("postgres_password")}) == 3
+    # Running it again would change passwords some service already holds: it refuses
+    script = str(COMPOSE.parent / "deploy" / "make_secrets.py")
+    again = subprocess.run([sys.executable, script, str(secrets)], capture_output=True, text=True)
+    assert again.returncode != 0 and "already holds" in again.stderr
+
+
+def test_prometheus_scrapes_dramatiqs_metrics_from_every_worker(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    serving = {
+        name: s["environment"]["CHATROUTE_WORKER_METRICS_PORT"]
+        for name, s in services.items()
+        if "CHATROUTE_WORKER_METRICS_PORT" in (s.get("environment") or {})
+    }
+    assert set(serving) == {"routing", "stats"}
+    assert all(services[name]["command"][1] == "worker" for name in serving)
+    config = yaml.safe_load((COMPOSE.parent / "deploy" / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "dramatiq")
+    targets = job["dns_sd_configs"][0]
+    assert set(targets["names"]) == set(serving)
+    assert {str(targets["port"])} == set(serving.values())
+    # The image gives the worker processes a folder of their own to share counts in
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    assert "ENV CHATROUTE_WORKER_METRICS_DIR=" in dockerfile
