@@ -23,6 +23,7 @@ ACTOR_TIME_LIMIT_MS = 120_000
 MAX_BACKOFF_MS = 30_000
 # A server went away (RabbitMQ, directly or under dramatiq, or the database): a process logs a
 # warning, reconnects and goes on; nothing is lost (see each caller).
+DETAIL_CHARS = 300
 OUTAGES = (
     pika.exceptions.AMQPError,
     dramatiq.errors.ConnectionFailed,
@@ -33,11 +34,15 @@ OUTAGES = (
 
 
 def outage(error: BaseException) -> dict[str, object]:
-    """What went away, for a log line: the error's type and, when RabbitMQ gave one, its reply
-    (never a URL, which may hold a password)."""
+    """What went away, for a log line: the error's type, RabbitMQ's reply when it gave one, and
+    the client's or server's own words (an access refusal, a refused connection): never the
+    SQL statement, nor a URL, which may hold a password."""
     found: dict[str, object] = {"error": type(error).__name__}
     if getattr(error, "reply_code", None) is not None:
         found["reply"] = f"{error.reply_code} {getattr(error, 'reply_text', '')}"  # type: ignore[attr-defined]
+    words = error.orig if isinstance(error, DBAPIError) else error
+    if str(words):
+        found["detail"] = str(words)[:DETAIL_CHARS]
     return found
 
 

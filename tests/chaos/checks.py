@@ -22,9 +22,10 @@ from sqlalchemy import Engine, select
 
 from chatroute.store import tables
 
-# Columns whose values depend on how events were split into transactions, not on what the
-# events decided: optimistic versions, statistics stamps, try counters.
-VOLATILE = {"version", "stats_seq", "stats_counter", "attempts"}
+# Columns whose values depend on how events were split into transactions, or on the clock that
+# dated them, not on what the events decided: optimistic versions, statistics stamps and their
+# times (the wall clock's or the replay's), try counters.
+VOLATILE = {"version", "stats_seq", "stats_counter", "stats_changed_at", "attempts"}
 STATE_TABLES = (
     tables.tenants,
     tables.respondents,
