@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -17,6 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from chatroute.domain.commands import COMMANDS, Command
 from chatroute.errors import InvalidEvent
@@ -24,10 +26,33 @@ from chatroute.errors import InvalidEvent
 MAX_EVENT_BYTES = 65536
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
 
-Id = Annotated[str, Field(min_length=1, max_length=200, strict=True)]
-Text = Annotated[str, Field(max_length=10_000, strict=True)]
-Count = Annotated[StrictInt, Field(ge=0)]
+# Stored integers are 32-bit columns; times leave room for 68 years of reassign_after_s.
+INT32_MAX = 2**31 - 1
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; a lone surrogate (a "\ud800" escape) is refused
+    # by pydantic's own str check before this runs.
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain the character U+0000")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise PydanticCustomError(
+            "time_range", "must be from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z"
+        )
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=200, strict=True), AfterValidator(_storable)]
+Text = Annotated[str, Field(max_length=10_000, strict=True), AfterValidator(_storable)]
+Count = Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
 class Data(BaseModel):
@@ -66,7 +91,7 @@ class Condition(BaseModel):
 class RuleUpdated(Data):
     rule: Id
     group: Id
-    priority: StrictInt
+    priority: Annotated[StrictInt, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
     conditions: list[Condition] = Field(default_factory=list)
 
 
@@ -134,7 +159,7 @@ class ConversationTransferred(Data):
 class ConversationSnoozed(Data):
     conversation: Id
     respondent: Id
-    until: AwareDatetime | None = None
+    until: Moment | None = None
     keep: StrictBool = True
 
 
@@ -151,7 +176,7 @@ class ConversationRated(Data):
 class ConversationSale(Data):
     conversation: Id
     amount: Money
-    currency: Annotated[str, Field(max_length=16)] | None = None
+    currency: Annotated[str, Field(max_length=16), AfterValidator(_storable)] | None = None
 
     @field_validator("amount", mode="before")
     @classmethod
@@ -201,7 +226,7 @@ class Envelope(BaseModel):
     id: Id
     source: Annotated[str, Field(min_length=1, max_length=1000, strict=True)]
     type: EventType
-    time: AwareDatetime
+    time: Moment
     tenant: Annotated[str, Field(pattern=TENANT_PATTERN, strict=True)]
     data: dict[str, Any]
 
@@ -271,15 +296,28 @@ def _validated(model: type[M], document: Any, prefix: str) -> M:
 def _reason(error: ValidationError, prefix: str) -> str:
     """The first problem, as "field.path: message" (the envelope's type names the list)."""
     first = error.errors(include_url=False, include_input=False)[0]
-    location = ".".join(str(part) for part in first["loc"] if not _is_union_tag(part))
-    message = first["msg"]
-    if first["type"] == "missing":
-        message = "field required"
-    elif first["loc"] == ("type",) and first["type"] == "literal_error":
-        message = "unknown event type"
-    elif first["loc"] == ("tenant",) and first["type"] == "string_pattern_mismatch":
-        message = "letters, digits, '-' and '_' only, at most 100 (it is part of a routing key)"
+    parts = [_printable(str(part))[:60] for part in first["loc"] if not _is_union_tag(part)]
+    location = ".".join(parts)
+    message = _printable(_message(first))
     return f"{prefix}{location}: {message}" if location else f"{prefix.rstrip('.')}: {message}"
+
+
+def _message(first: Any) -> str:
+    if first["type"] == "missing":
+        return "field required"
+    if first["loc"] == ("type",) and first["type"] == "literal_error":
+        return "unknown event type"
+    if first["type"] == "string_unicode":
+        return "not valid Unicode (a lone surrogate escape such as \\ud800)"
+    if first["loc"] == ("tenant",) and first["type"] == "string_pattern_mismatch":
+        return "letters, digits, '-' and '_' only, at most 100 (it is part of a routing key)"
+    return str(first["msg"])
+
+
+def _printable(text: str) -> str:
+    """``text`` with U+0000 and lone surrogates escaped: a reason is stored and published,
+    and a dict key or a tag in it comes from the body."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -295,10 +333,13 @@ def to_command(event: Event) -> Command:
 
 
 def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str | None]:
-    """(tenant, id, type) from any body, each None when absent or not a string; never raises."""
+    """(tenant, id, type) from any body, each None when absent or not a string a database
+    can store (U+0000, lone surrogates); never raises. A body that is not UTF-8 has none
+    (``json.loads`` alone would read UTF-16 too, whose text is full of U+0000)."""
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError, TypeError):
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        document = json.loads(text)
+    except (ValueError, RecursionError):
         return None, None, None
     if not isinstance(document, dict):
         return None, None, None
@@ -306,4 +347,10 @@ def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str
 
 
 def _string(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    return value

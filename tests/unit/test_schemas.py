@@ -229,6 +229,77 @@ def test_any_input_parses_or_is_rejected_never_crashes(raw: bytes) -> None:
     assert isinstance(best_effort_identity(raw), tuple)
 
 
+NUL_ERROR = "must not contain the character U+0000"
+TIME_RANGE = "must be from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z"
+SNOOZE = {"conversation": "c", "respondent": "r"}
+
+
+# Found by the hostile-input fuzz (#6): each of these passed validation, then failed to store
+# (PostgreSQL text holds no U+0000, columns are 32-bit, datetimes end at year 9999), which
+# stopped the gateway or set the event aside as an "internal error".
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (envelope(id="e\u0000"), f"id: {NUL_ERROR}"),
+        (envelope(id="e\ud800"), "id: not valid Unicode (a lone surrogate"),
+        (
+            envelope("conversation.started", data={"conversation": "c", "visitor": "v\u0000"}),
+            f"data.visitor: {NUL_ERROR}",
+        ),
+        (
+            envelope(
+                "respondent.updated", data={"respondent": "r", "groups": ["\u0000"], "slots": 1}
+            ),
+            f"data.groups.0: {NUL_ERROR}",
+        ),
+        (
+            envelope("respondent.updated", data={"respondent": "r", "groups": [], "slots": 2**31}),
+            "data.slots: Input should be less than or equal to 2147483647",
+        ),
+        (
+            envelope("rule.updated", data={"rule": "x", "group": "G", "priority": -(2**31) - 1}),
+            "data.priority: Input should be greater than or equal to -2147483648",
+        ),
+        (
+            envelope("tenant.updated", data={"reassign_after_s": 10**20}),
+            "data.reassign_after_s: Input should be less than or equal to 2147483647",
+        ),
+        (envelope(time="9999-12-31T23:59:59-01:00"), f"time: {TIME_RANGE}"),
+        (envelope(time="0001-01-01T00:00:00+01:00"), f"time: {TIME_RANGE}"),
+        (
+            envelope("conversation.snoozed", data={**SNOOZE, "until": "9999-12-31T00:00:00Z"}),
+            f"data.until: {TIME_RANGE}",
+        ),
+    ],
+)
+def test_values_no_column_can_store_are_rejected_naming_the_field(event: Any, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as rejected:
+        parse_event(body(event))
+    assert reason in rejected.value.reason
+
+
+def test_a_reason_naming_a_key_from_the_body_is_storable_text() -> None:
+    # The location and a discriminator's tag come from the body: U+0000 or a lone surrogate
+    # in the reason broke the inbox insert on PostgreSQL.
+    started = {"conversation": "c", "visitor": "v", "attributes": {"k\u0000\ud800": 1}}
+    commission = {"commission": {"mode": "\u0000\udc00"}}
+    for event in (
+        envelope("conversation.started", data=started),
+        envelope("tenant.updated", data=commission),
+    ):
+        with pytest.raises(InvalidEvent) as rejected:
+            parse_event(body(event))
+        assert "\x00" not in rejected.value.reason
+        rejected.value.reason.encode("utf-8")
+
+
+def test_best_effort_identity_keeps_only_storable_strings_of_utf8_bodies() -> None:
+    event = envelope()
+    assert best_effort_identity(json.dumps(event).encode("utf-16")) == (None, None, None)
+    odd = {"tenant": "t", "id": "e\u0000", "type": "x\ud800"}
+    assert best_effort_identity(json.dumps(odd).encode()) == ("t", None, None)
+
+
 def test_best_effort_identity_reads_what_it_can() -> None:
     assert best_effort_identity(b'{"tenant": "t", "id": 5, "type": "x"}') == ("t", None, "x")
     assert best_effort_identity(b"garbage") == (None, None, None)
