@@ -30,7 +30,7 @@ from chatroute.store import attempts, inbox, outbox, tables
 from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
 from chatroute.store.view import SqlTenantView
 from schemas.decisions import make_decision
-from schemas.events import best_effort_identity, parse_event, to_command
+from schemas.events import best_effort_identity, canonical_json, parse_event, to_command
 
 log = logs.get("chatroute.service")
 
@@ -75,11 +75,14 @@ class DecisionWriter:
         body: bytes,
         reason: str,
         time: datetime,
+        cause: str | None = None,
     ) -> None:
-        # Without a usable tenant an id identifies nothing: garbage bodies that share one are
-        # different messages, each kept; a repeat of the same bytes is one.
-        keyed = event_id is not None and tenant != UNKNOWN_TENANT
-        cause = event_id if keyed else "body:" + hashlib.sha256(body).hexdigest()
+        """``cause`` (the decision's causationid) defaults to the event's id. Without a usable
+        tenant an id identifies nothing: garbage bodies that share one are different messages,
+        each kept; a repeat of the same bytes is one."""
+        if cause is None:
+            keyed = event_id is not None and tenant != UNKNOWN_TENANT
+            cause = event_id if keyed else "body:" + hashlib.sha256(body).hexdigest()
         data = {"event_id": event_id, "type": type_, "reason": reason}
         envelope = make_decision(tenant, cause, 0, time, "event.rejected", data)
         self.rows.append(outbox.decision_row(envelope, self.created_at))
@@ -97,27 +100,48 @@ def ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
     """Validate and record ``messages`` in one transaction; returns the tenants to nudge.
 
     Every message with a usable (tenant, id) is recorded in the inbox, accepted or rejected,
-    so a redelivery of either decides nothing new.
+    so a redelivery of either decides nothing new. A message whose id is taken by a
+    different event (another JSON value) is rejected, not taken for a repeat.
     """
     now = rt.clock.now()
     writer = DecisionWriter(now)
     verdicts = [_verdict(message, now) for message in messages]
     with rt.sessions.begin() as session:
-        seen = inbox.existing(session, [v.key for v in verdicts if v.key is not None])
-        rows: list[dict[str, Any]] = []
-        for verdict in verdicts:
-            if verdict.key is not None and verdict.key in seen:
-                continue
-            if verdict.key is not None:
-                seen.add(verdict.key)
-                rows.append(verdict.row)
-            if verdict.reason is not None:
-                writer.reject(*verdict.identity, verdict.body, verdict.reason, now)
+        # Only repeats come back, so only they pay for a body comparison.
+        known = inbox.bodies(session, [v.key for v in verdicts if v.key is not None])
+        rows = [row for v in verdicts if (row := _take(v, known, writer, now)) is not None]
         inbox.record(session, rows)
         accepted = {str(r["tenant"]) for r in rows if r["state"] == inbox.NEW}
         _ensure_tenants(session, accepted)
         outbox.add(session, writer.rows)
     return accepted
+
+
+def _take(
+    verdict: _Verdict, known: dict[tuple[str, str], str], writer: DecisionWriter, now: datetime
+) -> dict[str, Any] | None:
+    """The inbox row ``verdict`` adds, if any; its rejection, if any, goes to ``writer``.
+    ``known`` maps the keys recorded so far to their bodies."""
+    key = verdict.key
+    if key is not None and key in known:
+        if canonical_json(known[key]) != canonical_json(verdict.text):
+            _reject_reuse(verdict, writer, now)
+        return None
+    if verdict.reason is not None:
+        writer.reject(*verdict.identity, verdict.body, verdict.reason, now)
+    if key is None:
+        return None
+    known[key] = verdict.text
+    return verdict.row
+
+
+def _reject_reuse(verdict: _Verdict, writer: DecisionWriter, now: datetime) -> None:
+    """Reject a body whose id a different event holds. Its own cause, from its JSON value,
+    keeps the id's decisions apart and makes a redelivery of it decide nothing new."""
+    _, event_id, _ = verdict.identity
+    reason = verdict.reason or f"id {event_id!r} was already used by a different event"
+    digest = hashlib.sha256(canonical_json(verdict.text).encode()).hexdigest()
+    writer.reject(*verdict.identity, verdict.body, reason, now, cause="body:" + digest)
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,11 @@ class _Verdict:
     def key(self) -> tuple[str, str] | None:
         tenant, event_id, _ = self.identity
         return None if tenant == UNKNOWN_TENANT or event_id is None else (tenant, event_id)
+
+    @property
+    def text(self) -> str:
+        """The body as the inbox stores it (exact for every verdict with a key)."""
+        return str(self.row["body"])
 
 
 def _verdict(message: Incoming, now: datetime) -> _Verdict:

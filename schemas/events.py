@@ -332,6 +332,16 @@ def to_command(event: Event) -> Command:
     return COMMANDS[event.type](**fields)
 
 
+def canonical_json(body: str) -> str:
+    """``body``'s JSON value written one way (keys sorted, no spaces, ASCII), or ``body``
+    itself when it is not JSON: two bodies are the same event when these are equal. Types stay
+    apart (``1``, ``1.0`` and ``true`` differ, as validation tells them apart)."""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return body
+
+
 def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str | None]:
     """(tenant, id, type) from any body, each None when absent or not a string a database
     can store (U+0000, lone surrogates); never raises. A body that is not UTF-8 has none

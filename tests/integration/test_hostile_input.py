@@ -109,3 +109,97 @@ def test_a_reason_quoting_the_body_is_stored(rt: bootstrap.Runtime) -> None:
     with rt.engine.connect() as connection:
         stored = connection.scalar(select(tables.inbox.c.reason))
     assert stored == reason
+
+
+def outbox_size(rt: bootstrap.Runtime) -> int:
+    with rt.engine.connect() as connection:
+        return len(connection.scalars(select(tables.outbox.c.seq)).all())
+
+
+def respondents(rt: bootstrap.Runtime) -> list[tuple[str, int]]:
+    r = tables.respondents.c
+    with rt.engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(select(r.respondent_id, r.slots))]
+
+
+def resent(event: dict[str, Any]) -> bytes:
+    """The same event as another frontend library would write it: keys in another order,
+    other spacing, non-ASCII escaped the other way."""
+    return json.dumps(dict(reversed(event.items())), indent=2, ensure_ascii=False).encode()
+
+
+def test_a_resent_event_however_serialised_changes_nothing(rt: bootstrap.Runtime) -> None:
+    # Given an applied event
+    event = Events("shop-1").event("respondent.updated", respondent="a", groups=["G"], slots=1)
+    event["data"]["name"] = "Zoë"
+    take_in(rt, dumps(event))
+    before = outbox_size(rt)
+    # When it comes again, byte for byte and re-serialised
+    take_in(rt, dumps(event), resent(event))
+    # Then nothing is decided or kept
+    assert outbox_size(rt) == before and rejections(rt) == []
+
+
+def test_a_different_event_reusing_an_id_is_rejected_and_kept(rt: bootstrap.Runtime) -> None:
+    # Given an applied event (found by the fuzz: a different body under its id was dropped
+    # as a repeat, silently)
+    shop = Events("shop-1")
+    first = shop.event("respondent.updated", respondent="a", groups=["G"], slots=1)
+    take_in(rt, dumps(first))
+    # When another event comes with the same id
+    other = {**first, "data": {**first["data"], "slots": 5}}
+    take_in(rt, dumps(other))
+    # Then it is rejected naming the id, its body kept, and the first one's state stands
+    reason = f"id {first['id']!r} was already used by a different event"
+    assert rejections(rt) == [(first["id"], reason)]
+    assert kept(rt) == [dumps(other)]
+    assert respondents(rt) == [("a", 1)]
+
+
+def test_a_redelivered_conflicting_event_decides_nothing_new(rt: bootstrap.Runtime) -> None:
+    # Given an event, and a different one under its id, rejected once
+    shop = Events("shop-1")
+    first = shop.event("rule.updated", rule="r", group="G", priority=1, conditions=[])
+    other = {**first, "data": {**first["data"], "priority": 2}}
+    take_in(rt, dumps(first), dumps(other))
+    before = outbox_size(rt)
+    # When the conflicting one comes again, as it was and re-serialised, in one batch
+    take_in(rt, dumps(other), resent(other), dumps(other))
+    # Then no new decision: its decision id follows from its JSON value
+    assert outbox_size(rt) == before and len(rejections(rt)) == 1
+    with rt.engine.connect() as connection:
+        causes = connection.scalars(
+            select(tables.outbox.c.body).where(tables.outbox.c.routing_key.like("%rejected"))
+        )
+        cause = json.loads(next(iter(causes)))["causationid"]
+    assert cause.startswith("body:") and cause != first["id"]
+
+
+def test_values_of_other_types_are_not_the_same_event(rt: bootstrap.Runtime) -> None:
+    # Given a valid event; Python's == would take 1 for True and 1.0 for 1
+    shop = Events("shop-1")
+    shop.start("c1")
+    online = shop.event("visitor.presence", conversation="c1", online=True)
+    take_in(rt, *map(dumps, shop.lines))
+    # When the same id comes with online 1, then 1.0
+    for value in (1, 1.0):
+        take_in(rt, dumps({**online, "data": {**online["data"], "online": value}}))
+    # Then both are rejected, for their type (checked first)
+    assert [reason for _, reason in rejections(rt)] == [
+        "data.online: Input should be a valid boolean"
+    ] * 2
+
+
+def test_an_invalid_body_reusing_an_id_is_rejected_with_its_own_reason(
+    rt: bootstrap.Runtime,
+) -> None:
+    # Given an applied event, then an invalid one with its tenant and id
+    shop = Events("shop-1")
+    first = shop.event("tenant.updated", reassign_after_s=60)
+    take_in(rt, dumps(first))
+    invalid = {**first, "time": "yesterday"}
+    take_in(rt, dumps(invalid), dumps(invalid))
+    # Then the invalid one is rejected once, naming what is wrong with it, and kept
+    [(event_id, reason)] = rejections(rt)
+    assert event_id == first["id"] and reason.startswith("time: Input should be a valid datetime")
+    assert kept(rt) == [dumps(invalid)]
