@@ -18,7 +18,7 @@ from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from chatroute import logs
@@ -101,8 +101,34 @@ def ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
 
     Every message with a usable (tenant, id) is recorded in the inbox, accepted or rejected,
     so a redelivery of either decides nothing new. A message whose id is taken by a
-    different event (another JSON value) is rejected, not taken for a repeat.
+    different event (another JSON value) is rejected, not taken for a repeat. A message that
+    hits a bug is set aside (rejected with an ``internal error`` reason, its body kept).
     """
+    try:
+        return _ingest(rt, messages)
+    except (OperationalError, InterfaceError):
+        raise  # the database's trouble: the gateway acks nothing and takes the batch again
+    except Exception as error:
+        # Raising would end the gateway, and the broker would hand the batch to the next
+        # gateway, which would end too: find the message and set it aside.
+        log.exception("intake_failed", messages=len(messages))
+        if len(messages) == 1:
+            return _set_aside(rt, messages[0], error)
+        return set().union(*(ingest(rt, [message]) for message in messages))
+
+
+def _set_aside(rt: Runtime, message: Incoming, error: Exception) -> set[str]:
+    # Under the tenant "unknown": the tenant or id read from the body may be the trouble.
+    now = rt.clock.now()
+    writer = DecisionWriter(now)
+    reason = f"internal error ({type(error).__name__}); event set aside"
+    writer.reject(UNKNOWN_TENANT, None, None, message.body, reason, now)
+    with rt.sessions.begin() as session:
+        outbox.add(session, writer.rows)
+    return set()
+
+
+def _ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
     now = rt.clock.now()
     writer = DecisionWriter(now)
     verdicts = [_verdict(message, now) for message in messages]

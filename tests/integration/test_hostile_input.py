@@ -8,13 +8,17 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pika
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from chatroute import bootstrap, service
 from chatroute.settings import Settings
 from chatroute.store import tables
+from schemas.events import parse_event
 from tests.builders import Events
+from workers import gateway
 
 
 @pytest.fixture
@@ -203,3 +207,49 @@ def test_an_invalid_body_reusing_an_id_is_rejected_with_its_own_reason(
     [(event_id, reason)] = rejections(rt)
     assert event_id == first["id"] and reason.startswith("time: Input should be a valid datetime")
     assert kept(rt) == [dumps(invalid)]
+
+
+def test_a_message_that_hits_a_bug_in_the_intake_is_set_aside_and_the_batch_goes_on(
+    rt: bootstrap.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a bug on one message of a batch (the fuzz found several: each ended the gateway,
+    # and the broker handed the batch to the next gateway, which ended too)
+    def buggy(body: bytes | str) -> Any:
+        if b"poison" in (body if isinstance(body, bytes) else body.encode()):
+            raise TypeError("a bug")
+        return parse_event(body)
+
+    monkeypatch.setattr(service, "parse_event", buggy)
+    shop = Events("shop-1")
+    shop.event("tenant.updated", reassign_after_s=60)
+    shop.event("tenant.updated", reassign_after_s=61)
+    poison = b'{"poison": true}'
+    # When the batch comes in
+    take_in(rt, dumps(shop.lines[0]), poison, dumps(shop.lines[1]))
+    # Then that message is set aside, kept, and the others are applied
+    assert rejections(rt) == [(None, "internal error (TypeError); event set aside")]
+    assert kept(rt) == [poison]
+    with rt.engine.connect() as connection:
+        states = connection.scalars(select(tables.inbox.c.state)).all()
+    assert states == ["applied", "applied"]
+
+
+def test_the_database_failing_fails_the_intake_whole(
+    rt: bootstrap.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the database failing: that is no message's fault, nothing is set aside
+    def down(*args: Any) -> Any:
+        raise OperationalError("SELECT", {}, ConnectionError("database down"))
+
+    monkeypatch.setattr(service.inbox, "bodies", down)
+    event = Events("shop-1").event("tenant.updated", reassign_after_s=60)
+    with pytest.raises(OperationalError):
+        service.ingest(rt, [service.Incoming(dumps(event))])
+    assert outbox_size(rt) == 0
+
+
+def test_a_content_type_that_is_not_utf8_reaches_the_intake_as_text() -> None:
+    # pika hands such a content type over as bytes, which ended the gateway (TypeError)
+    properties = pika.BasicProperties(content_type=b"text/\xff")
+    assert gateway._content_type(properties) == "text/\\xff"
+    assert gateway._content_type(pika.BasicProperties()) is None
