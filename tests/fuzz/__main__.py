@@ -1,0 +1,77 @@
+"""``python -m tests.fuzz --inputs 20000 [--db sqlite|postgresql]``: the hostile-input fuzz
+(#6) at a size CI cannot afford. It runs rounds of hypothesis examples (gateway batches of
+hostile messages, each checked as in ``tests/integration/test_fuzz.py``) until ``--inputs``
+messages were tried, then prints the inputs tried, their outcomes by kind of reason, the
+slowest batch and every failure (crash, hang or broken check). Exit status 1 on a failure.
+PostgreSQL needs the server of ``tests/conftest.py``; its two databases are dropped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hypothesis import HealthCheck, given, settings
+
+from tests.conftest import fresh_pg_database
+from tests.fuzz.messages import Message, batches
+from tests.fuzz.world import World
+
+ROUND = 200  # examples per hypothesis run; each run draws afresh
+MAX_FAILURES = 3
+RELAXED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+
+
+@contextmanager
+def world(db: str) -> Iterator[World]:
+    if db == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            built = World(f"sqlite:///{folder}/main.db", f"sqlite:///{folder}/twin.db")
+            yield built
+            built.close()
+        return
+    with fresh_pg_database() as url, fresh_pg_database() as twin_url:
+        built = World(url, twin_url)
+        yield built
+        built.close()
+
+
+def one_round(checked: World) -> None:
+    @settings(max_examples=ROUND, deadline=None, database=None, suppress_health_check=RELAXED)
+    @given(batch=batches())
+    def run(batch: list[Message]) -> None:
+        checked.run(batch)
+
+    run()
+
+
+def fuzz(checked: World, inputs: int) -> None:
+    census = checked.census
+    while census.inputs < inputs and len(census.failures) < MAX_FAILURES:
+        try:
+            one_round(checked)
+        except Exception as failure:  # hypothesis printed the falsifying example
+            census.failures.append(f"{type(failure).__name__}: {str(failure)[:300]}")
+        print(f"fuzz: {census.inputs} inputs tried", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__)
+    parser.add_argument("--inputs", type=int, default=20_000, help="messages to try, at least")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    with world(args.db) as checked:
+        fuzz(checked, args.inputs)
+        print(f"database: {args.db}")
+        print(checked.census.report())
+    print(f"run time: {time.monotonic() - started:.0f} s")
+    return 1 if checked.census.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
