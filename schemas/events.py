@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -24,6 +26,11 @@ from chatroute.domain.commands import COMMANDS, Command
 from chatroute.errors import InvalidEvent
 
 MAX_EVENT_BYTES = 65536
+MAX_DEPTH = 64  # nesting of arrays and objects; the contract's deepest is 5
+TOO_DEEP = f"invalid JSON: nested too deeply (more than {MAX_DEPTH} levels)"
+# A string, or what is left of an unterminated one: each try matches, so the scan is linear.
+_STRING = re.compile(r'"(?:[^"\\]|\\.?)*+(?:"|\Z)', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
 
 # Stored integers are 32-bit columns; times leave room for 68 years of reassign_after_s.
@@ -266,15 +273,29 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidEvent(f"body is not UTF-8: {error.reason} at byte {error.start}") from None
+    if too_deep(text):
+        raise InvalidEvent(TOO_DEEP)
     try:
         document = json.loads(text, parse_constant=_no_constant)
-    except RecursionError:
-        raise InvalidEvent("invalid JSON: nested too deeply") from None
+    except RecursionError:  # not reached: too_deep is far below any recursion limit
+        raise InvalidEvent(TOO_DEEP) from None
     except ValueError as error:
         raise InvalidEvent(f"invalid JSON: {error}") from None
     if not isinstance(document, dict):
         raise InvalidEvent(f"an event is a JSON object, not {type(document).__name__}")
     return document
+
+
+def too_deep(text: str) -> bool:
+    """Whether ``text``'s arrays and objects nest deeper than ``MAX_DEPTH`` (brackets in
+    strings aside). Checked before parsing: where ``json.loads`` gives up depends on the
+    process's recursion limit and stack, and the same body must get the same reason in
+    every process (the gateway, replay)."""
+    brackets = _BRACKET.findall(_STRING.sub("", text))
+    if len(brackets) <= MAX_DEPTH:
+        return False
+    steps = (1 if bracket in "[{" else -1 for bracket in brackets)
+    return max(accumulate(steps)) > MAX_DEPTH
 
 
 def _no_constant(name: str) -> Any:
@@ -348,7 +369,7 @@ def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str
     (``json.loads`` alone would read UTF-16 too, whose text is full of U+0000)."""
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
-        document = json.loads(text)
+        document = None if too_deep(text) else json.loads(text)
     except (ValueError, RecursionError):
         return None, None, None
     if not isinstance(document, dict):

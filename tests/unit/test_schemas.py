@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,34 @@ def test_committed_json_schemas_are_current(tmp_path: Path) -> None:
         committed = JSON_DIR / fresh.name
         assert committed.exists(), f"{committed} missing: run python -m schemas.export"
         assert committed.read_text() == fresh.read_text(), "stale: run python -m schemas.export"
+
+
+@pytest.mark.parametrize("recursion_limit", [1000, 5000])
+def test_how_deep_a_body_may_nest_does_not_depend_on_the_process(recursion_limit: int) -> None:
+    # Found by the gateway fuzz through the broker: a body nested 1,970 deep was "nested too
+    # deeply" in the gateway and "Expecting value" under hypothesis (a higher recursion
+    # limit), and its tenant and id were read in one process and not the other
+    deep = b'{"tenant": "shop-1", "id": "e1", "x": ' + b"[" * 1970 + b"]" * 1970 + b"}"
+    unclosed = b"[" * 1970
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)
+    try:
+        for body in (deep, unclosed):
+            with pytest.raises(InvalidEvent) as rejected:
+                parse_event(body)
+            assert rejected.value.reason == "invalid JSON: nested too deeply (more than 64 levels)"
+        assert best_effort_identity(deep) == (None, None, None)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_nesting_up_to_the_limit_is_fine_and_brackets_in_strings_do_not_count() -> None:
+    event = envelope(data={"conversation": "c1", "x": _nested(62), "y": "[" * 100})
+    assert to_command(parse_event(body(event))) == commands.ConversationClosed("c1")
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
