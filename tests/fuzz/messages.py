@@ -36,9 +36,16 @@ class Message:
     """One message as a frontend (or anyone) publishes it to ``chat.events``."""
 
     body: bytes
-    content_type: str | None = EVENT_CONTENT_TYPE
+    content_type: str | None = EVENT_CONTENT_TYPE  # as the gateway reads it
     routing_key: str = "conversation.started"
     kind: str = "valid"  # what the generator meant; the checks never read it
+    # The content type as AMQP carries it, when it is not UTF-8 (pika hands it over as bytes)
+    raw_content_type: bytes | None = None
+
+    def __repr__(self) -> str:  # bodies reach 140 kB: a failure's report shows their start
+        body = self.body if len(self.body) <= 300 else self.body[:300] + b"..."
+        size = f"{len(self.body)} bytes"
+        return f"Message({body!r} ({size}), {self.content_type!r}, {self.routing_key!r})"
 
 
 def _victim_events() -> list[Event]:
@@ -300,18 +307,19 @@ content_types = st.sampled_from(
         "application/cloudevents+json; charset=latin-1",
         "é/\u202e",
         "x" * 255,
+        "x" * 300,
     ]
 )
 KINDS = ["valid"] * 6 + ["mutated"] * 4 + ["garbage"] * 2 + ["resent"] * 2 + ["reused"] * 2
 
 
 @st.composite
-def batches(draw: st.DrawFn, max_size: int = 12) -> list[Message]:
+def batches(draw: st.DrawFn, min_size: int = 1, max_size: int = 12) -> list[Message]:
     """One gateway batch of hostile messages; resends and reused ids refer to events sent
     earlier in the batch or to the victim's."""
     sent: list[Event] = []
     messages = []
-    for _ in range(draw(st.integers(1, max_size))):
+    for _ in range(draw(st.integers(min_size, max_size))):
         kind = draw(st.sampled_from(KINDS))
         event: Any
         if kind in ("resent", "reused"):
@@ -346,3 +354,32 @@ def _routing_key(event: Any) -> str:
         return "x"
     key = kind.encode("utf-8", "replace")  # an AMQP short string: at most 255 bytes
     return key.decode() if len(key) <= 255 else "x"
+
+
+# ---------------------------------------------------------------- what only AMQP carries
+
+routing_keys = st.sampled_from(["", "#", "*", "a.b.c.d", "..", "x" * 255, "é.ü", "chat.events"])
+routing_keys |= st.text(st.characters(codec="utf-8"), max_size=60).filter(
+    lambda key: len(key.encode()) <= 255
+)
+NOT_UTF8 = b"application/cloudevents+json\xff"
+
+
+@st.composite
+def amqp_message(draw: st.DrawFn, message: Message) -> Message:
+    """``message`` with an odd routing key, or a content type that is not UTF-8, at times."""
+    key = draw(routing_keys | st.just(message.routing_key))
+    content_type = message.content_type
+    if content_type is not None and len(content_type.encode()) > 255:  # an AMQP short string
+        content_type = content_type.encode()[:255].decode("utf-8", "ignore")
+    if draw(st.integers(0, 9)) == 0:
+        seen = NOT_UTF8.decode("utf-8", "backslashreplace")
+        return Message(message.body, seen, key, message.kind, NOT_UTF8)
+    return Message(message.body, content_type, key, message.kind)
+
+
+@st.composite
+def amqp_batches(draw: st.DrawFn, min_size: int, max_size: int) -> list[Message]:
+    """A run of hostile messages as publishers send them to ``chat.events``."""
+    batch = draw(batches(min_size, max_size))
+    return [draw(amqp_message(message)) for message in batch]

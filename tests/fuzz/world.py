@@ -219,7 +219,7 @@ class World:
             known = inbox.bodies(session, keys)
         expected = [expect(message, known) for message in batch]
         decided = existing_decisions(self.rt, [e.decision for e in expected if e.decision])
-        return [_unless_decided(e, decided) for e in expected]
+        return unless_decided(expected, decided)
 
     def _take(self, batch: Sequence[Message]) -> None:
         drain(self.rt, take(self.rt, batch))
@@ -287,15 +287,17 @@ def _spy_on_careful_tries(world: World) -> Callable[[], None]:
     return undo
 
 
-def _unless_decided(expected: Expected, decided: set[str]) -> Expected:
-    """A rejection decided before (the same bytes without a usable id, or the same
-    conflicting value) is a repeat; so is its second copy within the batch."""
-    if expected.decision is None:
-        return expected
-    if expected.decision in decided:
-        return Expected("repeat", expected.key, None, expected.decision)
-    decided.add(expected.decision)
-    return expected
+def unless_decided(expected: list[Expected], decided: set[str]) -> list[Expected]:
+    """A rejection decided before (``decided``: the same bytes without a usable id, or the
+    same conflicting value) is a repeat; so is its second copy within the batch."""
+    settled = []
+    for one in expected:
+        if one.decision is not None and one.decision in decided:
+            one = Expected("repeat", one.key, None, one.decision)
+        elif one.decision is not None:
+            decided.add(one.decision)
+        settled.append(one)
+    return settled
 
 
 # ---------------------------------------------------------------- reading the store

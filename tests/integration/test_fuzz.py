@@ -17,6 +17,8 @@ from tests.fuzz.messages import Message, batches
 from tests.fuzz.world import World
 
 EXAMPLES = {"sqlite": 250, "postgresql": 80}
+# A failure's report would show bodies of up to 140 kB: hypothesis warns, and warnings fail.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 RELAXED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 
 
