@@ -10,34 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 
-from tests.conftest import fresh_pg_database
 from tests.fuzz.messages import Message, batches
-from tests.fuzz.world import World
+from tests.fuzz.world import RELAXED, World, opened
 
 ROUND = 200  # examples per hypothesis run; each run draws afresh
 MAX_FAILURES = 3
-RELAXED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
-
-
-@contextmanager
-def world(db: str) -> Iterator[World]:
-    if db == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            built = World(f"sqlite:///{folder}/main.db", f"sqlite:///{folder}/twin.db")
-            yield built
-            built.close()
-        return
-    with fresh_pg_database() as url, fresh_pg_database() as twin_url:
-        built = World(url, twin_url)
-        yield built
-        built.close()
 
 
 def one_round(checked: World) -> None:
@@ -65,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    with world(args.db) as checked:
+    with opened(args.db) as checked:
         fuzz(checked, args.inputs)
         print(f"database: {args.db}")
         print(checked.census.report())

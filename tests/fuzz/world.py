@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from hypothesis import HealthCheck
 from sqlalchemy import func, select
 
 from chatroute import bootstrap, service
@@ -30,10 +33,13 @@ from chatroute.store import inbox, tables
 from schemas.decisions import decision_id
 from schemas.events import best_effort_identity, canonical_json, parse_event
 from tests.builders import START
+from tests.conftest import fresh_pg_database
 from tests.fuzz.messages import VICTIM, VICTIM_EVENTS, Message
 
 RETRY_S = 30.0
 HANG_S = 10.0  # a batch that takes longer counts as a hang
+# Batches are slow to draw and bodies large, by design.
+RELAXED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 STATE = (
     tables.tenants,
     tables.respondents,
@@ -168,6 +174,21 @@ def waiting(rt: bootstrap.Runtime) -> set[str]:
         return set(connection.scalars(select(c.tenant).where(c.state == inbox.NEW).distinct()))
 
 
+@contextmanager
+def opened(db: str) -> Iterator[World]:
+    """A world on two fresh SQLite files or PostgreSQL databases, dropped afterwards."""
+    if db == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            built = World(f"sqlite:///{folder}/main.db", f"sqlite:///{folder}/twin.db")
+            yield built
+            built.close()
+        return
+    with fresh_pg_database() as url, fresh_pg_database() as twin_url:
+        built = World(url, twin_url)
+        yield built
+        built.close()
+
+
 class World:
     """The intake and the workers on ``url`` (with the victim) and ``twin_url`` (without)."""
 
@@ -222,8 +243,11 @@ class World:
         return unless_decided(expected, decided)
 
     def _take(self, batch: Sequence[Message]) -> None:
+        mark = last_seq(self.rt)
         drain(self.rt, take(self.rt, batch))
         drain(self.twin, take(self.twin, [m for m in batch if identity(m.body)[0] != VICTIM]))
+        early = [r for r in new_reasons(self.rt, mark) if r.startswith("unknown conversation")]
+        assert not early, f"rejected before the retry window ended: {early}"
         self.clock.advance_to(self.clock.now() + timedelta(seconds=RETRY_S + 1))
         drain(self.rt, waiting(self.rt))
         drain(self.twin, waiting(self.twin))
@@ -345,6 +369,14 @@ def new_decisions(rt: bootstrap.Runtime, mark: int) -> list[tuple[str, str, str,
         rows = connection.execute(query).all()
     decisions = [(row.decision_id, json.loads(row.body)) for row in rows]
     return [(did, d["tenant"], d["type"], d["causationid"]) for did, d in decisions]
+
+
+def new_reasons(rt: bootstrap.Runtime, mark: int) -> list[str]:
+    """The reasons of the rejections decided after ``mark``."""
+    o = tables.outbox.c
+    query = select(o.headers).where(o.seq > mark, o.exchange == "")
+    with rt.engine.connect() as connection:
+        return [headers["x-reject-reason"] for headers in connection.scalars(query)]
 
 
 def decisions_since(rt: bootstrap.Runtime, tenant: str, mark: int) -> list[tuple[str, bytes]]:

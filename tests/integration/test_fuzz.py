@@ -10,32 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 
-from tests.conftest import fresh_pg_database
 from tests.fuzz.messages import Message, batches
-from tests.fuzz.world import World
+from tests.fuzz.world import RELAXED, World, opened
 
 EXAMPLES = {"sqlite": 250, "postgresql": 80}
 # A failure's report would show bodies of up to 140 kB: hypothesis warns, and warnings fail.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
-RELAXED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    if request.param == "sqlite":
-        folder = tmp_path_factory.mktemp("fuzz")
-        built = World(f"sqlite:///{folder}/main.db", f"sqlite:///{folder}/twin.db")
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    with opened(request.param) as built:  # PostgreSQL: required in CI, as everywhere
         yield built
-        built.close()
-        return
-    with fresh_pg_database() as url, fresh_pg_database() as twin_url:
-        built = World(url, twin_url)
-        yield built
-        built.close()
 
 
 def test_every_hostile_message_is_accounted_for(
