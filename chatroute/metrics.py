@@ -47,9 +47,21 @@ def published(messages: Sequence[OutgoingMessage]) -> None:
 
 def reason_kind(reason: str) -> str:
     """A reason without its particulars, so labels stay few: ``unknown conversation 'c9'``
-    -> ``unknown conversation``, ``data.score: Input should be ...`` -> ``data.score``."""
-    head = reason.split(":", 1)[0]
-    return re.sub(r"\s+", " ", re.sub(r"'[^']*'|\([^)]*\)|\d+", "", head)).strip()[:60]
+    -> ``unknown conversation``, ``data.score: Input should be ...`` -> ``data.score``.
+
+    The particulars come from the body (a frontend's ids, an attribute's name), so they go
+    whatever they hold: quotes, colons, dots (each new label would be a new time series)."""
+    field = _FIELD.match(reason)
+    if field:
+        return field.group(0)
+    head = _PARTICULARS.sub("", reason).split(":", 1)[0]
+    return re.sub(r"\s+", " ", head).strip()[:60]
+
+
+# A field's path, to its second name: "data.attributes.<any key>: ..." -> "data.attributes".
+_FIELD = re.compile(r"(?:data\.)?[a-z_]+(?=[.:])")
+# Python reprs of ids (either quote, escapes inside), parentheses and numbers.
+_PARTICULARS = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\([^)]*\)|\d+""")
 
 
 class EngineCollector(Collector):
