@@ -14,6 +14,7 @@ import time
 
 from hypothesis import given, settings
 
+from chatroute import logs
 from tests.fuzz.messages import Message, batches
 from tests.fuzz.world import RELAXED, World, opened
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", type=int, default=20_000, help="messages to try, at least")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args(argv)
+    logs.configure("ERROR")  # the engine's errors only, on stderr: the census is on stdout
     started = time.monotonic()
     with opened(args.db) as checked:
         fuzz(checked, args.inputs)
