@@ -158,6 +158,9 @@ TYPES = sorted(DATA)
 # Hypothesis draws the same small numbers again and again: ids from them would mostly be
 # repeats. Repeats and reused ids come from the "resent" and "reused" kinds instead.
 fresh_ids = st.builds(lambda: uuid.uuid4().hex[:16])
+# Ids are scoped to their tenant: the victim's ids are new ids in another tenant.
+victim_ids = st.sampled_from([e["id"] for e in VICTIM_EVENTS])
+ids = st.integers(0, 9).flatmap(lambda n: victim_ids if n == 5 else fresh_ids)
 
 
 @st.composite
@@ -166,7 +169,7 @@ def valid_events(draw: st.DrawFn, tenants: st.SearchStrategy[str] | None = None)
     type_ = draw(st.sampled_from(TYPES))
     return {
         "specversion": "1.0",
-        "id": draw(fresh_ids),
+        "id": draw(ids),
         "source": draw(st.just("widget/x") | names),
         "type": type_,
         "time": draw(times),

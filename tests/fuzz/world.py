@@ -204,7 +204,7 @@ class World:
         self.victim = snapshot(self.rt, VICTIM, victim=True)
 
     def _runtime(self, url: str) -> bootstrap.Runtime:
-        settings = Settings(database_url=url, unknown_retry_s=RETRY_S, log_level="ERROR")
+        settings = Settings(database_url=url, unknown_retry_s=RETRY_S)
         return bootstrap.build(settings, self.clock, migrate=True)
 
     def close(self) -> None:
