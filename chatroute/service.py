@@ -18,7 +18,7 @@ from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from chatroute import logs
@@ -30,7 +30,13 @@ from chatroute.store import attempts, inbox, outbox, tables
 from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
 from chatroute.store.view import NOW, SqlTenantView
 from schemas.decisions import make_decision
-from schemas.events import DATA_MODELS, best_effort_identity, parse_event, to_command
+from schemas.events import (
+    DATA_MODELS,
+    best_effort_identity,
+    canonical_json,
+    parse_event,
+    to_command,
+)
 
 log = logs.get("chatroute.service")
 
@@ -75,11 +81,14 @@ class DecisionWriter:
         body: bytes,
         reason: str,
         time: datetime,
+        cause: str | None = None,
     ) -> None:
-        # Without a usable tenant an id identifies nothing: garbage bodies that share one are
-        # different messages, each kept; a repeat of the same bytes is one.
-        keyed = event_id is not None and tenant != UNKNOWN_TENANT
-        cause = event_id if keyed else "body:" + hashlib.sha256(body).hexdigest()
+        """``cause`` (the decision's causationid) defaults to the event's id. Without a usable
+        tenant an id identifies nothing: garbage bodies that share one are different messages,
+        each kept; a repeat of the same bytes is one."""
+        if cause is None:
+            keyed = event_id is not None and tenant != UNKNOWN_TENANT
+            cause = event_id if keyed else "body:" + hashlib.sha256(body).hexdigest()
         data = {"event_id": event_id, "type": type_, "reason": reason}
         envelope = make_decision(tenant, cause, 0, time, "event.rejected", data)
         self.rows.append(outbox.decision_row(envelope, self.created_at))
@@ -106,27 +115,74 @@ def ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
     """Validate and record ``messages`` in one transaction; returns the tenants to nudge.
 
     Every message with a usable (tenant, id) is recorded in the inbox, accepted or rejected,
-    so a redelivery of either decides nothing new.
+    so a redelivery of either decides nothing new. A message whose id is taken by a
+    different event (another JSON value) is rejected, not taken for a repeat. A message that
+    hits a bug is set aside (rejected with an ``internal error`` reason, its body kept).
     """
+    try:
+        return _ingest(rt, messages)
+    except (OperationalError, InterfaceError):
+        raise  # the database's trouble: the gateway acks nothing and takes the batch again
+    except Exception as error:
+        # Raising would end the gateway, and the broker would hand the batch to the next
+        # gateway, which would end too: find the message and set it aside.
+        log.exception("intake_failed", messages=len(messages))
+        if len(messages) == 1:
+            return _set_aside(rt, messages[0], error)
+        return set().union(*(ingest(rt, [message]) for message in messages))
+
+
+def _set_aside(rt: Runtime, message: Incoming, error: Exception) -> set[str]:
+    # Under the tenant "unknown": the tenant or id read from the body may be the trouble.
+    now = rt.clock.now()
+    writer = DecisionWriter(now)
+    reason = f"internal error ({type(error).__name__}); event set aside"
+    writer.reject(UNKNOWN_TENANT, None, None, message.body, reason, now)
+    with rt.sessions.begin() as session:
+        outbox.add(session, writer.rows)
+    return set()
+
+
+def _ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
     now = rt.clock.now()
     writer = DecisionWriter(now)
     verdicts = [_verdict(message, now) for message in messages]
     with rt.sessions.begin() as session:
-        seen = inbox.existing(session, [v.key for v in verdicts if v.key is not None])
-        rows: list[dict[str, Any]] = []
-        for verdict in verdicts:
-            if verdict.key is not None and verdict.key in seen:
-                continue
-            if verdict.key is not None:
-                seen.add(verdict.key)
-                rows.append(verdict.row)
-            if verdict.reason is not None:
-                writer.reject(*verdict.identity, verdict.body, verdict.reason, now)
+        # Only repeats come back, so only they pay for a body comparison.
+        known = inbox.bodies(session, [v.key for v in verdicts if v.key is not None])
+        rows = [row for v in verdicts if (row := _take(v, known, writer, now)) is not None]
         inbox.record(session, rows)
         accepted = {str(r["tenant"]) for r in rows if r["state"] == inbox.NEW}
         _ensure_tenants(session, accepted)
         outbox.add(session, writer.rows)
     return accepted
+
+
+def _take(
+    verdict: _Verdict, known: dict[tuple[str, str], str], writer: DecisionWriter, now: datetime
+) -> dict[str, Any] | None:
+    """The inbox row ``verdict`` adds, if any; its rejection, if any, goes to ``writer``.
+    ``known`` maps the keys recorded so far to their bodies."""
+    key = verdict.key
+    if key is not None and key in known:
+        if canonical_json(known[key]) != canonical_json(verdict.text):
+            _reject_reuse(verdict, writer, now)
+        return None
+    if verdict.reason is not None:
+        writer.reject(*verdict.identity, verdict.body, verdict.reason, now)
+    if key is None:
+        return None
+    known[key] = verdict.text
+    return verdict.row
+
+
+def _reject_reuse(verdict: _Verdict, writer: DecisionWriter, now: datetime) -> None:
+    """Reject a body whose id a different event holds. Its own cause, from its JSON value,
+    keeps the id's decisions apart and makes a redelivery of it decide nothing new."""
+    _, event_id, _ = verdict.identity
+    reason = verdict.reason or f"id {event_id!r} was already used by a different event"
+    digest = hashlib.sha256(canonical_json(verdict.text).encode()).hexdigest()
+    writer.reject(*verdict.identity, verdict.body, reason, now, cause="body:" + digest)
 
 
 @dataclass(frozen=True)
@@ -140,6 +196,11 @@ class _Verdict:
     def key(self) -> tuple[str, str] | None:
         tenant, event_id, _ = self.identity
         return None if tenant == UNKNOWN_TENANT or event_id is None else (tenant, event_id)
+
+    @property
+    def text(self) -> str:
+        """The body as the inbox stores it (exact for every verdict with a key)."""
+        return str(self.row["body"])
 
 
 def _verdict(message: Incoming, now: datetime) -> _Verdict:

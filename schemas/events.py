@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -17,17 +20,46 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from chatroute.domain.commands import COMMANDS, Command
 from chatroute.errors import InvalidEvent
 
 MAX_EVENT_BYTES = 65536
+MAX_DEPTH = 64  # nesting of arrays and objects; the contract's deepest is 5
+TOO_DEEP = f"invalid JSON: nested too deeply (more than {MAX_DEPTH} levels)"
+# A string, or what is left of an unterminated one: each try matches, so the scan is linear.
+_STRING = re.compile(r'"(?:[^"\\]|\\.?)*+(?:"|\Z)', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
 
-Id = Annotated[str, Field(min_length=1, max_length=200, strict=True)]
-Text = Annotated[str, Field(max_length=10_000, strict=True)]
-Count = Annotated[StrictInt, Field(ge=0)]
+# Stored integers are 32-bit columns; times leave room for 68 years of reassign_after_s.
+INT32_MAX = 2**31 - 1
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; a lone surrogate (a "\ud800" escape) is refused
+    # by pydantic's own str check before this runs.
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain the character U+0000")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise PydanticCustomError(
+            "time_range", "must be from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z"
+        )
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=200, strict=True), AfterValidator(_storable)]
+Text = Annotated[str, Field(max_length=10_000, strict=True), AfterValidator(_storable)]
+Count = Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
 class Data(BaseModel):
@@ -66,7 +98,7 @@ class Condition(BaseModel):
 class RuleUpdated(Data):
     rule: Id
     group: Id
-    priority: StrictInt
+    priority: Annotated[StrictInt, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
     conditions: list[Condition] = Field(default_factory=list)
 
 
@@ -134,7 +166,7 @@ class ConversationTransferred(Data):
 class ConversationSnoozed(Data):
     conversation: Id
     respondent: Id
-    until: AwareDatetime | None = None
+    until: Moment | None = None
     keep: StrictBool = True
 
 
@@ -151,7 +183,7 @@ class ConversationRated(Data):
 class ConversationSale(Data):
     conversation: Id
     amount: Money
-    currency: Annotated[str, Field(max_length=16)] | None = None
+    currency: Annotated[str, Field(max_length=16), AfterValidator(_storable)] | None = None
 
     @field_validator("amount", mode="before")
     @classmethod
@@ -201,7 +233,7 @@ class Envelope(BaseModel):
     id: Id
     source: Annotated[str, Field(min_length=1, max_length=1000, strict=True)]
     type: EventType
-    time: AwareDatetime
+    time: Moment
     tenant: Annotated[str, Field(pattern=TENANT_PATTERN, strict=True)]
     data: dict[str, Any]
 
@@ -241,15 +273,29 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidEvent(f"body is not UTF-8: {error.reason} at byte {error.start}") from None
+    if too_deep(text):
+        raise InvalidEvent(TOO_DEEP)
     try:
         document = json.loads(text, parse_constant=_no_constant)
-    except RecursionError:
-        raise InvalidEvent("invalid JSON: nested too deeply") from None
+    except RecursionError:  # not reached: too_deep is far below any recursion limit
+        raise InvalidEvent(TOO_DEEP) from None
     except ValueError as error:
         raise InvalidEvent(f"invalid JSON: {error}") from None
     if not isinstance(document, dict):
         raise InvalidEvent(f"an event is a JSON object, not {type(document).__name__}")
     return document
+
+
+def too_deep(text: str) -> bool:
+    """Whether ``text``'s arrays and objects nest deeper than ``MAX_DEPTH`` (brackets in
+    strings aside). Checked before parsing: where ``json.loads`` gives up depends on the
+    process's recursion limit and stack, and the same body must get the same reason in
+    every process (the gateway, replay)."""
+    brackets = _BRACKET.findall(_STRING.sub("", text))
+    if len(brackets) <= MAX_DEPTH:
+        return False
+    steps = (1 if bracket in "[{" else -1 for bracket in brackets)
+    return max(accumulate(steps)) > MAX_DEPTH
 
 
 def _no_constant(name: str) -> Any:
@@ -271,15 +317,28 @@ def _validated(model: type[M], document: Any, prefix: str) -> M:
 def _reason(error: ValidationError, prefix: str) -> str:
     """The first problem, as "field.path: message" (the envelope's type names the list)."""
     first = error.errors(include_url=False, include_input=False)[0]
-    location = ".".join(str(part) for part in first["loc"] if not _is_union_tag(part))
-    message = first["msg"]
-    if first["type"] == "missing":
-        message = "field required"
-    elif first["loc"] == ("type",) and first["type"] == "literal_error":
-        message = "unknown event type"
-    elif first["loc"] == ("tenant",) and first["type"] == "string_pattern_mismatch":
-        message = "letters, digits, '-' and '_' only, at most 100 (it is part of a routing key)"
+    parts = [_printable(str(part))[:60] for part in first["loc"] if not _is_union_tag(part)]
+    location = ".".join(parts)
+    message = _printable(_message(first))
     return f"{prefix}{location}: {message}" if location else f"{prefix.rstrip('.')}: {message}"
+
+
+def _message(first: Any) -> str:
+    if first["type"] == "missing":
+        return "field required"
+    if first["loc"] == ("type",) and first["type"] == "literal_error":
+        return "unknown event type"
+    if first["type"] == "string_unicode":
+        return "not valid Unicode (a lone surrogate escape such as \\ud800)"
+    if first["loc"] == ("tenant",) and first["type"] == "string_pattern_mismatch":
+        return "letters, digits, '-' and '_' only, at most 100 (it is part of a routing key)"
+    return str(first["msg"])
+
+
+def _printable(text: str) -> str:
+    """``text`` with U+0000 and lone surrogates escaped: a reason is stored and published,
+    and a dict key or a tag in it comes from the body."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -294,11 +353,24 @@ def to_command(event: Event) -> Command:
     return COMMANDS[event.type](**fields)
 
 
-def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str | None]:
-    """(tenant, id, type) from any body, each None when absent or not a string; never raises."""
+def canonical_json(body: str) -> str:
+    """``body``'s JSON value written one way (keys sorted, no spaces, ASCII), or ``body``
+    itself when it is not JSON: two bodies are the same event when these are equal. Types stay
+    apart (``1``, ``1.0`` and ``true`` differ, as validation tells them apart)."""
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError, TypeError):
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return body
+
+
+def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str | None]:
+    """(tenant, id, type) from any body, each None when absent or not a string a database
+    can store (U+0000, lone surrogates); never raises. A body that is not UTF-8 has none
+    (``json.loads`` alone would read UTF-16 too, whose text is full of U+0000)."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        document = None if too_deep(text) else json.loads(text)
+    except (ValueError, RecursionError):
         return None, None, None
     if not isinstance(document, dict):
         return None, None, None
@@ -306,4 +378,10 @@ def best_effort_identity(body: bytes | str) -> tuple[str | None, str | None, str
 
 
 def _string(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    return value

@@ -52,16 +52,16 @@ def record(session: Session, rows: list[dict[str, Any]]) -> None:
 _OPTIONAL: dict[str, Any] = {"reason": None, "applied_at": None}
 
 
-def existing(session: Session, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of ``keys`` (tenant, event id) the inbox holds already."""
+def bodies(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The stored body of each of ``keys`` (tenant, event id) the inbox holds already."""
     c = tables.inbox.c
     by_tenant: dict[str, list[str]] = {}
     for tenant, event_id in keys:
         by_tenant.setdefault(tenant, []).append(event_id)
-    found: set[tuple[str, str]] = set()
+    found: dict[tuple[str, str], str] = {}
     for tenant, ids in by_tenant.items():
-        query = select(c.tenant, c.event_id).where(c.tenant == tenant, c.event_id.in_(ids))
-        found.update((t, e) for t, e in session.execute(query))
+        query = select(c.event_id, c.body).where(c.tenant == tenant, c.event_id.in_(ids))
+        found.update(((tenant, event_id), body) for event_id, body in session.execute(query))
     return found
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from chatroute import bootstrap
 from chatroute.amqp import DECISIONS_EXCHANGE, REJECTED_QUEUE
-from chatroute.metrics import reason_kind
+from chatroute.errors import reason_kind
 from chatroute.settings import Settings
 from chatroute.stats import Window, rows
 from chatroute.store import db, figures, tables

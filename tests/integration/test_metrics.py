@@ -9,6 +9,7 @@ import socket
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from chatroute import bootstrap, metrics
@@ -29,6 +30,16 @@ def test_reasons_lose_their_particulars() -> None:
     assert metrics.reason_kind("data.score: Input should be less than 6") == "data.score"
     assert metrics.reason_kind("event larger than 64 KiB (70074 bytes)") == "event larger than KiB"
     assert metrics.reason_kind("set aside: 3 tries ended the worker process") == "set aside"
+
+
+@pytest.mark.parametrize("hostile", ["a:b", "a'b", 'a"b', "a'b\"c:d", "x.y: z", "(", "7"])
+def test_ids_from_the_body_never_become_labels(hostile: str) -> None:
+    # Found by the fuzz: "unknown conversation \"a'b\"" kept part of the id, so a frontend
+    # could make a new time series with each odd id
+    assert metrics.reason_kind(f"unknown conversation {hostile!r}") == "unknown conversation"
+    holds = f"respondent {hostile!r} does not hold conversation {hostile!r}"
+    assert metrics.reason_kind(holds) == "respondent does not hold conversation"
+    assert metrics.reason_kind(f"data.attributes.{hostile}: Input") == "data.attributes"
 
 
 def test_published_decisions_are_counted_by_type_and_rejections_by_reason() -> None:

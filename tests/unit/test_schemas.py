@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,77 @@ def test_any_input_parses_or_is_rejected_never_crashes(raw: bytes) -> None:
     assert isinstance(best_effort_identity(raw), tuple)
 
 
+NUL_ERROR = "must not contain the character U+0000"
+TIME_RANGE = "must be from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z"
+SNOOZE = {"conversation": "c", "respondent": "r"}
+
+
+# Found by the hostile-input fuzz (#6): each of these passed validation, then failed to store
+# (PostgreSQL text holds no U+0000, columns are 32-bit, datetimes end at year 9999), which
+# stopped the gateway or set the event aside as an "internal error".
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (envelope(id="e\u0000"), f"id: {NUL_ERROR}"),
+        (envelope(id="e\ud800"), "id: not valid Unicode (a lone surrogate"),
+        (
+            envelope("conversation.started", data={"conversation": "c", "visitor": "v\u0000"}),
+            f"data.visitor: {NUL_ERROR}",
+        ),
+        (
+            envelope(
+                "respondent.updated", data={"respondent": "r", "groups": ["\u0000"], "slots": 1}
+            ),
+            f"data.groups.0: {NUL_ERROR}",
+        ),
+        (
+            envelope("respondent.updated", data={"respondent": "r", "groups": [], "slots": 2**31}),
+            "data.slots: Input should be less than or equal to 2147483647",
+        ),
+        (
+            envelope("rule.updated", data={"rule": "x", "group": "G", "priority": -(2**31) - 1}),
+            "data.priority: Input should be greater than or equal to -2147483648",
+        ),
+        (
+            envelope("tenant.updated", data={"reassign_after_s": 10**20}),
+            "data.reassign_after_s: Input should be less than or equal to 2147483647",
+        ),
+        (envelope(time="9999-12-31T23:59:59-01:00"), f"time: {TIME_RANGE}"),
+        (envelope(time="0001-01-01T00:00:00+01:00"), f"time: {TIME_RANGE}"),
+        (
+            envelope("conversation.snoozed", data={**SNOOZE, "until": "9999-12-31T00:00:00Z"}),
+            f"data.until: {TIME_RANGE}",
+        ),
+    ],
+)
+def test_values_no_column_can_store_are_rejected_naming_the_field(event: Any, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as rejected:
+        parse_event(body(event))
+    assert reason in rejected.value.reason
+
+
+def test_a_reason_naming_a_key_from_the_body_is_storable_text() -> None:
+    # The location and a discriminator's tag come from the body: U+0000 or a lone surrogate
+    # in the reason broke the inbox insert on PostgreSQL.
+    started = {"conversation": "c", "visitor": "v", "attributes": {"k\u0000\ud800": 1}}
+    commission = {"commission": {"mode": "\u0000\udc00"}}
+    for event in (
+        envelope("conversation.started", data=started),
+        envelope("tenant.updated", data=commission),
+    ):
+        with pytest.raises(InvalidEvent) as rejected:
+            parse_event(body(event))
+        assert "\x00" not in rejected.value.reason
+        rejected.value.reason.encode("utf-8")
+
+
+def test_best_effort_identity_keeps_only_storable_strings_of_utf8_bodies() -> None:
+    event = envelope()
+    assert best_effort_identity(json.dumps(event).encode("utf-16")) == (None, None, None)
+    odd = {"tenant": "t", "id": "e\u0000", "type": "x\ud800"}
+    assert best_effort_identity(json.dumps(odd).encode()) == ("t", None, None)
+
+
 def test_best_effort_identity_reads_what_it_can() -> None:
     assert best_effort_identity(b'{"tenant": "t", "id": 5, "type": "x"}') == ("t", None, "x")
     assert best_effort_identity(b"garbage") == (None, None, None)
@@ -284,3 +356,34 @@ def test_committed_json_schemas_are_current(tmp_path: Path) -> None:
         committed = JSON_DIR / fresh.name
         assert committed.exists(), f"{committed} missing: run python -m schemas.export"
         assert committed.read_text() == fresh.read_text(), "stale: run python -m schemas.export"
+
+
+@pytest.mark.parametrize("recursion_limit", [1000, 5000])
+def test_how_deep_a_body_may_nest_does_not_depend_on_the_process(recursion_limit: int) -> None:
+    # Found by the gateway fuzz through the broker: a body nested 1,970 deep was "nested too
+    # deeply" in the gateway and "Expecting value" under hypothesis (a higher recursion
+    # limit), and its tenant and id were read in one process and not the other
+    deep = b'{"tenant": "shop-1", "id": "e1", "x": ' + b"[" * 1970 + b"]" * 1970 + b"}"
+    unclosed = b"[" * 1970
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)
+    try:
+        for body in (deep, unclosed):
+            with pytest.raises(InvalidEvent) as rejected:
+                parse_event(body)
+            assert rejected.value.reason == "invalid JSON: nested too deeply (more than 64 levels)"
+        assert best_effort_identity(deep) == (None, None, None)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_nesting_up_to_the_limit_is_fine_and_brackets_in_strings_do_not_count() -> None:
+    event = envelope(data={"conversation": "c1", "x": _nested(62), "y": "[" * 100})
+    assert to_command(parse_event(body(event))) == commands.ConversationClosed("c1")
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
