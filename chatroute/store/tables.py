@@ -242,6 +242,19 @@ outbox = Table(
     ),
 )
 
+# A tenant's routing state: what applying its events reads and writes.
+ROUTING_STATE = (
+    tenants,
+    respondents,
+    memberships,
+    rules,
+    conversations,
+    queue_entries,
+    pending_holds,
+    contacts,
+    timers,
+)
+
 # ---------------------------------------------------------------- statistics (the stats worker)
 
 stats_checkpoints = Table(

@@ -26,16 +26,7 @@ from chatroute.store import tables
 # dated them, not on what the events decided: optimistic versions, statistics stamps and their
 # times (the wall clock's or the replay's), try counters.
 VOLATILE = {"version", "stats_seq", "stats_counter", "stats_changed_at", "attempts"}
-STATE_TABLES = (
-    tables.tenants,
-    tables.respondents,
-    tables.rules,
-    tables.conversations,
-    tables.queue_entries,
-    tables.pending_holds,
-    tables.contacts,
-    tables.timers,
-)
+STATE_TABLES = tables.ROUTING_STATE
 OPEN_STATES = {"unrouted", "queued", "assigned", "pending", "snoozed"}
 HELD_STATES = {"assigned", "pending", "snoozed"}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -147,13 +148,7 @@ class _Run:
         return self._check(log, traffic, publishing, injector, canary, settled)
 
     def _start_pipeline(self) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "chatroute.cli", "migrate"],
-            env=self.pipeline.env,
-            check=True,
-            capture_output=True,
-            cwd=ROOT,
-        )
+        self.pipeline.migrate()
         counts = {
             "gateway": self.size.gateways,
             "worker": self.size.workers,
@@ -507,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures and findings here")
     parser.add_argument("--keep", type=Path, help="keep logs and oracle files here")
     args = parser.parse_args(argv)
+    # Stopped by a signal, it still stops its private servers (the finally clauses run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     size = SHORT if args.short else FULL
     work = args.keep or Path(tempfile.mkdtemp(prefix="chatroute-chaos-"))
     started = time.monotonic()

@@ -135,7 +135,7 @@ class Pipeline:
             start_new_session=True,
         )
 
-    def start(self) -> None:
+    def migrate(self) -> None:
         subprocess.run(
             [sys.executable, "-m", "chatroute.cli", "migrate"],
             env=self.env,
@@ -143,6 +143,9 @@ class Pipeline:
             capture_output=True,
             cwd=ROOT,
         )
+
+    def start(self) -> None:
+        self.migrate()
         self.start_gateway()
         self.start_workers()
         self.spawn("sweeper", "sweeper")

@@ -39,17 +39,7 @@ RETRY_S = 30.0
 HANG_S = 10.0  # a batch that takes longer counts as a hang
 # Batches are slow to draw and bodies large, by design.
 RELAXED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
-STATE = (
-    tables.tenants,
-    tables.respondents,
-    tables.memberships,
-    tables.rules,
-    tables.conversations,
-    tables.queue_entries,
-    tables.pending_holds,
-    tables.contacts,
-    tables.timers,
-)
+STATE = tables.ROUTING_STATE
 Key = tuple[str, str]
 
 

@@ -187,14 +187,19 @@ def unapplied_attempts(rt: bootstrap.Runtime) -> dict[str, tuple[str, int]]:
     return {event_id: (state, n) for event_id, state, n in rows}
 
 
-def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
-    pg_url: str,
-) -> None:
-    rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
+def one_respondent_and_c1() -> Events:
     shop = Events("shop-1")
     shop.rule("all", "G")
     shop.respondent("a", ["G"], slots=5)
     shop.start("c1")
+    return shop
+
+
+def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
+    pg_url: str,
+) -> None:
+    rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
+    shop = one_respondent_and_c1()
     poison = shop.event("message.posted", conversation="c1", author="visitor")
     shop.start("c2")
     service.ingest(rt, incoming(*shop.lines))
@@ -228,10 +233,7 @@ def test_a_try_that_ends_with_an_exception_takes_its_counts_back(
 ) -> None:
     # Found by the chaos run: three PostgreSQL restarts under the same rows set them aside.
     rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
-    shop = Events("shop-1")
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"], slots=5)
-    shop.start("c1")
+    shop = one_respondent_and_c1()
     shop.start("c2")
     service.ingest(rt, incoming(*shop.lines))
 
