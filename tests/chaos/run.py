@@ -132,7 +132,7 @@ class _Run:
     def go(self) -> Outcome:
         log = DecisionLog(self.servers.rabbit.url, queue=DECISION_QUEUE)
         self._start_pipeline()
-        canary = Canary(self.servers.rabbit.url)
+        canary = Canary(self.servers.rabbit.url, "probe")
         try:
             self._warm_up(log)
             canary.start()
@@ -173,7 +173,7 @@ class _Run:
                     self._spawn(name)
 
     def _warm_up(self, log: DecisionLog) -> None:
-        probe = Canary(self.servers.rabbit.url, every_s=0.5)
+        probe = Canary(self.servers.rabbit.url, "warm-up", every_s=0.5)
         probe.start()
         deadline = time.monotonic() + 120
         while not any(d["tenant"] == CANARY_TENANT for d in log.decisions):

@@ -174,8 +174,9 @@ class Canary:
     ``conversation.unrouted``. Probes sent during an outage wait; the engine has recovered
     when a probe is decided as fast as usual again."""
 
-    def __init__(self, amqp_url: str, every_s: float = 0.25) -> None:
+    def __init__(self, amqp_url: str, name: str, every_s: float = 0.25) -> None:
         self.amqp_url = amqp_url
+        self.name = name  # probes' ids start with it: another canary's are other events
         self.every_s = every_s
         self.sent: list[tuple[float, str]] = []  # (time.time() the publish began, event id)
         self._stop = threading.Event()
@@ -190,8 +191,8 @@ class Canary:
         while not self._stop.wait(self.every_s):
             n += 1
             began = time.time()
-            event_id = f"canary-{n}"
-            publisher.publish(_canary_event(event_id, f"k{n}"))
+            event_id = f"{self.name}-{n}"
+            publisher.publish(_canary_event(event_id, event_id))
             self.sent.append((began, event_id))
         publisher.close()
 
