@@ -10,8 +10,10 @@ and a row whose tries ended the worker ``MAX_ATTEMPTS`` times is set aside as re
 
 A try that ends with an exception did not end its process (the database restarted under it,
 say): it takes its counts back (``Tries.withdraw``). When the database cannot take them back
-yet, they wait in the process and go back before its next try counts anything (``settle``).
-A process that dies meanwhile leaves them counted, as a try that ended a process should.
+yet, they wait in the process, which tries again every ``SETTLE_EVERY_S`` and before its next
+try counts anything (``settle``): soon after the database is back, before other workers take
+those rows for suspects and apply them one per transaction. A process that dies meanwhile
+leaves them counted, as a try that ended a process should.
 
 PostgreSQL only: on SQLite (the embedded mode, one process) a second writer would wait for
 the first, and a crash ends the whole run anyway.
@@ -20,6 +22,7 @@ the first, and a crash ends the whole run anyway.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +33,7 @@ from sqlalchemy.orm import Session
 from chatroute.store import tables
 
 MAX_ATTEMPTS = 3
+SETTLE_EVERY_S = 0.25
 
 
 def counted(session: Session) -> bool:
@@ -80,7 +84,8 @@ class Tries:
         if self.rows or self.timers:
             with _lock:
                 _withdrawn.append(Tries(self.engine, self.tenant, self.rows, self.timers))
-            settle(self.engine)
+            if not settle(self.engine):
+                _settle_soon(self.engine)
 
     def take_back(self) -> None:
         i, t = tables.inbox.c, tables.timers.c
@@ -97,8 +102,9 @@ _lock = threading.Lock()
 _withdrawn: list[Tries] = []  # taken back when the database answers again
 
 
-def settle(engine: Engine) -> None:
-    """Take back the counts of this process's tries that ended with an exception."""
+def settle(engine: Engine) -> bool:
+    """Take back the counts of this process's tries that ended with an exception; False when
+    some must wait for the database."""
     with _lock:
         waiting = [tries for tries in _withdrawn if tries.engine is engine]
         _withdrawn[:] = [tries for tries in _withdrawn if tries.engine is not engine]
@@ -108,7 +114,27 @@ def settle(engine: Engine) -> None:
         except DBAPIError:
             with _lock:
                 _withdrawn.extend(waiting[n:])
+            return False
+    return True
+
+
+_settling: set[int] = set()  # engines a thread is settling for
+
+
+def _settle_soon(engine: Engine) -> None:
+    """Settle in the background until the database takes every count back."""
+    with _lock:
+        if id(engine) in _settling:
             return
+        _settling.add(id(engine))
+
+    def retry() -> None:
+        while not settle(engine):
+            time.sleep(SETTLE_EVERY_S)
+        with _lock:
+            _settling.discard(id(engine))
+
+    threading.Thread(target=retry, name="attempts-settle", daemon=True).start()
 
 
 def tries(timer: object) -> int:
