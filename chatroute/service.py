@@ -295,6 +295,7 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
                     run.fire_due(now)
             except _Pause:
                 full, last_seq = True, 0  # what is done commits; the rest in the next transaction
+                run.uncount_unreached()
             _finish(session, run)
     except Exception:
         if run is not None and run.tries is not None:
@@ -393,10 +394,21 @@ class _Run:
             self._reject(row, reason)
             return
         assert self.tries is not None  # suspects are only found where tries are counted
-        self.tries.count_rows([row.seq])
         self.careful = True
         self.view.prefetch({row.conversation_id} if row.conversation_id else set())
+        # Timers due before it fire first; a suspect one fires alone and ends this
+        # transaction (_Pause): the row must not be counted for a try it did not get.
+        self.fire_due(row.event_time)
+        self.tries.count_rows([row.seq])
         self.apply_rows([row])
+
+    def uncount_unreached(self) -> None:
+        """Rows this try counted and a pause left unreached were not tried: uncount them."""
+        if self.tries is None:
+            return
+        reached = {*self.applied, *(seq for seq, _ in self.rejected)}
+        reached |= {row.seq for rows in self.held.values() for row in rows}
+        self.tries.uncount_rows([seq for seq in self.tries.rows if seq not in reached])
 
     def apply_rows(self, rows: Sequence[InboxRow]) -> None:
         """Apply ``rows`` in order. A row waiting for its conversation to start holds back

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, Update, text, update
+from sqlalchemy import Engine, Update, func, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -59,7 +59,8 @@ def _add_try(engine: Engine, statement: Update, step: int = 1) -> None:
     with engine.begin() as connection:
         # Losing this count in a server crash costs one more try: no need to wait for the disk.
         connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        connection.execute(statement.values(attempts=table.c.attempts + step))
+        # Never below 0: a count taken back may have been lost in a crash of the server.
+        connection.execute(statement.values(attempts=func.greatest(table.c.attempts + step, 0)))
 
 
 @dataclass
@@ -78,6 +79,13 @@ class Tries:
     def count_timers(self, timer_ids: Sequence[str]) -> None:
         count_timers(self.engine, self.tenant, timer_ids)
         self.timers += timer_ids
+
+    def uncount_rows(self, seqs: Sequence[int]) -> None:
+        """These counted rows were not tried after all (the transaction ended before them)."""
+        if seqs:
+            i = tables.inbox.c
+            _add_try(self.engine, update(tables.inbox).where(i.seq.in_(list(seqs))), -1)
+            self.rows = [seq for seq in self.rows if seq not in set(seqs)]
 
     def withdraw(self) -> None:
         """This try ended with an exception, not with its process: it ended nothing."""

@@ -264,6 +264,69 @@ def test_a_try_that_ends_with_an_exception_takes_its_counts_back(
     rt.engine.dispose()
 
 
+def test_a_suspect_row_behind_suspect_timers_is_counted_once_when_tried(pg_url: str) -> None:
+    # Found by the chaos run: each suspect timer before it ended a transaction (fired alone)
+    # after the row had been counted, so the row reached 3 tries without one, and was set aside.
+    clock = VirtualClock(START)
+    rt = bootstrap.build(Settings(database_url=pg_url), clock, migrate=True)
+    shop = Events("shop-1", now=START)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=5)
+    for cid in ("c1", "c2"):
+        shop.start(cid)
+        until = rfc3339(START + timedelta(minutes=10))
+        shop.event("conversation.snoozed", conversation=cid, respondent="a", until=until)
+    service.ingest(rt, incoming(*shop.lines))
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    # Given two wake-ups and a later event, all three in a try that never finished
+    late = shop.at(START + timedelta(minutes=11)).event("conversation.closed", conversation="c1")
+    service.ingest(rt, incoming(late))
+    t = tables.timers.c
+    with rt.engine.begin() as connection:
+        connection.execute(update(tables.timers).values(attempts=1))
+    attempts.count(rt.engine, [row.seq for row in inbox_rows(rt)])
+    clock.advance_to(START + timedelta(minutes=12))
+    # When the tenant is applied again, each alone
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    # Then both timers fired and the event applied, tried once more each, not set aside
+    with rt.engine.connect() as connection:
+        assert set(connection.execute(select(t.state, t.attempts)).all()) == {("fired", 2)}
+    assert unapplied_attempts(rt)[late["id"]] == ("applied", 2)
+    rt.engine.dispose()
+
+
+def test_rows_a_suspect_timer_left_unreached_are_not_counted(pg_url: str) -> None:
+    clock = VirtualClock(START)
+    rt = bootstrap.build(Settings(database_url=pg_url), clock, migrate=True)
+    shop = Events("shop-1", now=START)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=5)
+    shop.start("c1")
+    until = START + timedelta(minutes=10)
+    shop.event("conversation.snoozed", conversation="c1", respondent="a", until=rfc3339(until))
+    service.ingest(rt, incoming(*shop.lines))
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    # Given a wake-up whose firing never finished, and events before and after it
+    with rt.engine.begin() as connection:
+        connection.execute(update(tables.timers).values(attempts=1))
+    shop.at(until - timedelta(minutes=1)).start("c2")
+    shop.at(until + timedelta(minutes=1)).start("c3")
+    service.ingest(rt, incoming(*shop.lines[-2:]))
+    clock.advance_to(until + timedelta(minutes=2))
+    # When the batch reaches the wake-up, it ends there (the wake-up fires alone next)
+    assert service.apply_tenant(rt, "shop-1")
+    # Then the row after it was not counted: it was not tried
+    c3 = shop.lines[-1]["id"]
+    assert unapplied_attempts(rt)[c3] == ("new", 0)
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    assert unapplied_attempts(rt)[c3] == ("applied", 1)
+    rt.engine.dispose()
+
+
 def inbox_rows(rt: bootstrap.Runtime) -> list[inbox.InboxRow]:
     with rt.sessions.begin() as session:
         return inbox.unapplied(session, "shop-1", 100)
