@@ -179,12 +179,14 @@ def relay(
 
 
 def _release_relay_lock(connection: Any) -> None:
-    # A session lock would outlive this loop on a pooled connection and starve other relays.
+    # A session lock would outlive this loop on a pooled connection and starve other relays;
+    # so would the listening, piling up notifications nobody reads.
     if connection.dialect.name != "postgresql":
         return
     try:
         connection.rollback()
         connection.execute(text("SELECT pg_advisory_unlock_all()"))
+        connection.execute(text("UNLISTEN *"))
         connection.commit()
     except Exception:
         connection.invalidate()
@@ -205,7 +207,7 @@ def _relay_while_leader(
     stop: threading.Event,
 ) -> None:
     log.info("relay_leading")
+    wait = outbox.waiter(connection, rt.settings.relay_interval_s)
     while not stop.is_set():
-        sent = outbox.relay_once(connection, publish, rt.clock.now())
-        if sent == 0:
-            time.sleep(rt.settings.relay_interval_s)
+        if outbox.relay_once(connection, publish, rt.clock.now()) == 0:
+            wait()

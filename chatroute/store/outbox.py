@@ -7,17 +7,27 @@ same decision id, so a decision is never lost and never carries two ids.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+import psycopg
+from sqlalchemy import Connection, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from chatroute.amqp import DECISIONS_EXCHANGE, REJECTED_QUEUE
 from chatroute.store import tables
 from chatroute.store.inbox import insert_ignoring_duplicates
+
+# On PostgreSQL a transaction that adds rows notifies this channel (delivered at commit, once
+# per transaction), so the relay sleeps until there is work instead of polling.
+CHANNEL = "chatroute_outbox"
+# Without a notification the relay still looks this often: a safety net, and how soon it
+# notices it must stop.
+IDLE_LOOK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,30 @@ def rejected_copy_row(
 def add(session: Session, rows: list[dict[str, Any]]) -> None:
     """Queue rows for the relay; a row whose decision id exists already is left as it is."""
     insert_ignoring_duplicates(session.connection(), tables.outbox, rows)
+    if rows and session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+def waiter(connection: Connection, poll_s: float) -> Callable[[], None]:
+    """How a relay on ``connection`` waits for new rows: until a committing transaction
+    notifies (PostgreSQL; at most ``IDLE_LOOK_S``), else ``poll_s``. Listening starts now, so
+    rows committed before it are found by the relay's next look, not by a notification."""
+    if connection.dialect.name != "postgresql":
+        return lambda: time.sleep(poll_s)
+    connection.execute(text(f"LISTEN {CHANNEL}"))
+    connection.commit()
+    driver = connection.connection.driver_connection
+    assert driver is not None
+
+    def wait() -> None:
+        try:
+            for _ in driver.notifies(timeout=IDLE_LOOK_S, stop_after=1):
+                pass  # one is enough: a look finds every committed row
+        except psycopg.OperationalError as error:
+            # The driver's own error, outside any statement: report it as the engine would.
+            raise OperationalError(f"LISTEN {CHANNEL}", None, error) from error
+
+    return wait
 
 
 def unsent(connection: Connection, limit: int) -> list[OutgoingMessage]:

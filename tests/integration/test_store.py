@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from chatroute import bootstrap, service
@@ -109,6 +110,39 @@ def test_a_relay_that_dies_before_marking_republishes_the_same_ids(rt: bootstrap
         assert outbox.relay_once(connection, published.extend, now) == 0
     ids = [m.decision_id for m in published]
     assert len(ids) == 4 and ids[:2] == ids[2:]
+
+
+def test_a_waiting_relay_wakes_when_a_transaction_adds_decisions(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "IDLE_LOOK_S", 15.0)  # longer than the test waits for it
+    rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
+    woken = threading.Event()
+    with rt.engine.connect() as connection:
+        wait = outbox.waiter(connection, poll_s=60.0)
+        waiting = threading.Thread(target=lambda: (wait(), woken.set()), daemon=True)
+        waiting.start()
+        time.sleep(0.2)  # let it block in the wait
+        assert not woken.is_set()
+        service.ingest(rt, incoming(Events("shop-1").event("rule.deleted", rule="nope")))
+        service.apply_tenant(rt, "shop-1")  # its rejection goes to the outbox
+        assert woken.wait(10.0), "the relay was not woken by the commit"
+        assert outbox.relay_once(connection, lambda messages: None, datetime.now(UTC)) == 2
+    rt.engine.dispose()
+
+
+def test_a_relay_whose_connection_dies_while_waiting_sees_an_outage(pg_url: str) -> None:
+    rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
+    with rt.engine.connect() as connection:
+        wait = outbox.waiter(connection, poll_s=60.0)
+        pid = connection.scalar(text("SELECT pg_backend_pid()"))
+        connection.commit()
+        with rt.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(OperationalError):
+            for _ in range(20):  # the end of the connection reaches the client at its next read
+                wait()
+    rt.engine.dispose()
 
 
 def test_apply_is_idempotent_and_skips_a_tenant_another_worker_holds(
