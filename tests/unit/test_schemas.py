@@ -387,3 +387,12 @@ def _nested(depth: int) -> Any:
     for _ in range(depth - 1):
         value = [value]
     return value
+
+
+def test_one_level_past_the_limit_is_rejected_however_few_brackets_it_takes() -> None:
+    # The bracket count decides without a scan up to MAX_DEPTH brackets: 63 levels of
+    # arrays in the data object (itself level 2) make 65.
+    event = envelope(data={"conversation": "c1", "x": _nested(63)})
+    with pytest.raises(InvalidEvent) as rejected:
+        parse_event(body(event))
+    assert rejected.value.reason == "invalid JSON: nested too deeply (more than 64 levels)"
