@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, insert, text
 
 from benchmarks import pipeline as throughput
 from benchmarks import timers as lateness
-from benchmarks.pipeline import fresh_database
+from benchmarks.pipeline import fresh_database, with_redis
 from benchmarks.workload import day
 from chatroute import bootstrap, logs, service
 from chatroute.settings import Settings
@@ -110,7 +110,7 @@ def latency(rate: int, seconds: float, processes: int = 2) -> dict[str, float]:
     """Publish conversation lifecycles at ``rate`` events/s; time each event to its decisions."""
     vhost, database = Vhost(), fresh_database()
     log_dir = Path(tempfile.mkdtemp(prefix="chatroute-latency-"))
-    run = Pipeline(database, vhost.url, log_dir, processes=processes, threads=2)
+    run = with_redis(Pipeline(database, vhost.url, log_dir, processes=processes, threads=2))
     decisions = DecisionLog(vhost.url)
     setup, traffic, _ = throughput.workload(4, int(rate * seconds))
     run.start()
@@ -118,19 +118,50 @@ def latency(rate: int, seconds: float, processes: int = 2) -> dict[str, float]:
     try:
         run.publish(lines(setup))
         wait_until(lambda: throughput.inbox_states(database)["applied"] == len(setup), 120, "setup")
+        kinds = throughput.process_kinds(run)
+        before = {kind: throughput.cpu_seconds(pids) for kind, pids in kinds.items()}
         _paced(vhost.url, traffic, rate, sent)
         wait_until(lambda: throughput._settled(database, len(setup) + len(traffic)), 300, "applied")
         time.sleep(1.0)  # the relay's last batch
+        cpu = {
+            f"cpu_ms_per_event_{kind}": 1000
+            * (throughput.cpu_seconds(pids) - before[kind])
+            / len(traffic)
+            for kind, pids in throughput.process_kinds(run).items()
+        }
     finally:
         run.stop()
         decisions.stop()
         vhost.delete()
-    late = sorted(
-        1000 * (arrived - sent[d["causationid"]])
+    arrivals = {
+        d["id"]: (d["causationid"], arrived)
         for d, arrived in zip(decisions.decisions, decisions.arrived, strict=False)
         if d["causationid"] in sent
-    )
-    return {"rate": float(rate), "decisions": float(len(late)), **_percentiles(late)}
+    }
+    late = sorted(1000 * (arrived - sent[cause]) for cause, arrived in arrivals.values())
+    figures = {"rate": float(rate), "decisions": float(len(late)), **_percentiles(late), **cpu}
+    return figures | {"stages": _stages(database, sent, arrivals)}
+
+
+def _stages(
+    database: str, sent: dict[str, float], arrivals: dict[str, tuple[str, float]]
+) -> dict[str, dict[str, float]]:
+    """Where the time goes, from the rows' clocks (event ids are unique across tenants here):
+    publish to the gateway's intake, intake to the routing transaction's start, that start to
+    the relay's publish, the relay to the consumer."""
+    engine = create_engine(database)
+    with engine.connect() as connection:
+        intake = dict(connection.execute(text("SELECT event_id, received_at FROM inbox")).all())
+        rows = connection.execute(text("SELECT decision_id, created_at, sent_at FROM outbox"))
+        relayed = {d: (created, sent_at) for d, created, sent_at in rows}
+    engine.dispose()
+    spans: dict[str, list[float]] = {"intake": [], "routing": [], "relay": [], "delivery": []}
+    for decision_id, (cause, arrived) in arrivals.items():
+        created, published = relayed[decision_id]
+        marks = [sent[cause], intake[cause].timestamp(), created.timestamp(), published.timestamp()]
+        for name, start, end in zip(spans, marks, [*marks[1:], arrived], strict=True):
+            spans[name].append(1000 * (end - start))
+    return {name: _percentiles(sorted(values)) for name, values in spans.items()}
 
 
 def _paced(amqp_url: str, events: list[dict[str, Any]], rate: int, sent: dict[str, float]) -> None:
@@ -303,11 +334,21 @@ def report(figures: dict[str, Any]) -> str:
     )
     add("dramatiq no-op actor, messages/s", noop)
     add("dramatiq one PG transaction per message, /s", naive)
+    cpu = lambda run: [  # noqa: E731
+        add(f"  cpu ms/event, {key.removeprefix('cpu_ms_per_event_')}", value, ratio=False)
+        for key, value in run.items()
+        if key.startswith("cpu_ms_per_event_")
+    ]
     for t in figures["throughput"]:
         add(f"chatroute events/s, {t['processes']} worker process(es)", t["events_per_s"])
+        cpu(t)
     for lat in figures["latency"]:
         for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
             add(f"latency at {lat['rate']:.0f} ev/s, {k}", lat[k], ratio=False)
+        cpu(lat)
+        for stage, spread in lat["stages"].items():
+            for k in ("p50_ms", "p99_ms"):
+                add(f"  of which {stage}, {k}", spread[k], ratio=False)
     for name, ms in figures["decision_ms"].items():
         add(f"decision cost, {name}, ms", ms, ratio=False)
     timer = figures["timers"]

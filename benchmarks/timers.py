@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert, text
 
-from benchmarks.pipeline import fresh_database
+from benchmarks.pipeline import fresh_database, with_redis
 from chatroute.store import tables
 from tests.builders import Events, rfc3339
 from tests.e2e.harness import DecisionLog, Pipeline, Vhost, lines, wait_until
@@ -80,7 +80,7 @@ def timer_cost(database: str) -> dict[str, float]:
 def measure(pending: int, due: int, tenants: int, lead_s: float) -> dict[str, float]:
     vhost, database = Vhost(), fresh_database()
     log_dir = Path(tempfile.mkdtemp(prefix="chatroute-timers-"))
-    pipeline = Pipeline(database, vhost.url, log_dir, processes=2, threads=2)
+    pipeline = with_redis(Pipeline(database, vhost.url, log_dir, processes=2, threads=2))
     decisions = DecisionLog(vhost.url)
     pipeline.start()
     try:
