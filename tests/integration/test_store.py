@@ -230,6 +230,25 @@ def one_respondent_and_c1() -> Events:
     return shop
 
 
+def snoozed_for_ten_minutes(
+    pg_url: str, clock: VirtualClock, *conversations: str
+) -> tuple[bootstrap.Runtime, Events, datetime]:
+    """A tenant on ``clock`` (at START) whose ``conversations`` are snoozed until the time
+    returned, all applied."""
+    rt = bootstrap.build(Settings(database_url=pg_url), clock, migrate=True)
+    shop = Events("shop-1", now=START)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=5)
+    until = START + timedelta(minutes=10)
+    for cid in conversations:
+        shop.start(cid)
+        shop.event("conversation.snoozed", conversation=cid, respondent="a", until=rfc3339(until))
+    service.ingest(rt, incoming(*shop.lines))
+    while service.apply_tenant(rt, "shop-1"):
+        pass
+    return rt, shop, until
+
+
 def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
     pg_url: str,
 ) -> None:
@@ -302,17 +321,7 @@ def test_a_suspect_row_behind_suspect_timers_is_counted_once_when_tried(pg_url: 
     # Found by the chaos run: each suspect timer before it ended a transaction (fired alone)
     # after the row had been counted, so the row reached 3 tries without one, and was set aside.
     clock = VirtualClock(START)
-    rt = bootstrap.build(Settings(database_url=pg_url), clock, migrate=True)
-    shop = Events("shop-1", now=START)
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"], slots=5)
-    for cid in ("c1", "c2"):
-        shop.start(cid)
-        until = rfc3339(START + timedelta(minutes=10))
-        shop.event("conversation.snoozed", conversation=cid, respondent="a", until=until)
-    service.ingest(rt, incoming(*shop.lines))
-    while service.apply_tenant(rt, "shop-1"):
-        pass
+    rt, shop, _ = snoozed_for_ten_minutes(pg_url, clock, "c1", "c2")
     # Given two wake-ups and a later event, all three in a try that never finished
     late = shop.at(START + timedelta(minutes=11)).event("conversation.closed", conversation="c1")
     service.ingest(rt, incoming(late))
@@ -333,16 +342,7 @@ def test_a_suspect_row_behind_suspect_timers_is_counted_once_when_tried(pg_url: 
 
 def test_rows_a_suspect_timer_left_unreached_are_not_counted(pg_url: str) -> None:
     clock = VirtualClock(START)
-    rt = bootstrap.build(Settings(database_url=pg_url), clock, migrate=True)
-    shop = Events("shop-1", now=START)
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"], slots=5)
-    shop.start("c1")
-    until = START + timedelta(minutes=10)
-    shop.event("conversation.snoozed", conversation="c1", respondent="a", until=rfc3339(until))
-    service.ingest(rt, incoming(*shop.lines))
-    while service.apply_tenant(rt, "shop-1"):
-        pass
+    rt, shop, until = snoozed_for_ten_minutes(pg_url, clock, "c1")
     # Given a wake-up whose firing never finished, and events before and after it
     with rt.engine.begin() as connection:
         connection.execute(update(tables.timers).values(attempts=1))
@@ -383,17 +383,7 @@ def test_bodies_without_a_usable_tenant_are_each_kept_even_when_they_share_an_id
 
 def test_a_timer_whose_firings_ended_the_worker_is_fired_alone_or_set_aside(pg_url: str) -> None:
     clock = VirtualClock(START)
-    rt = bootstrap.build(Settings(database_url=pg_url), clock, migrate=True)
-    shop = Events("shop-1", now=START)
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"], slots=5)
-    for cid in ("c1", "c2"):
-        shop.start(cid)
-        until = rfc3339(START + timedelta(minutes=10))
-        shop.event("conversation.snoozed", conversation=cid, respondent="a", until=until)
-    service.ingest(rt, incoming(*shop.lines))
-    while service.apply_tenant(rt, "shop-1"):
-        pass
+    rt, _, _ = snoozed_for_ten_minutes(pg_url, clock, "c1", "c2")
     t = tables.timers.c
     with rt.engine.begin() as connection:  # c1's wake ended the worker 3 times, c2's once
         connection.execute(
