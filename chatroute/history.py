@@ -43,7 +43,7 @@ def timeline(rt: Runtime, tenant: str, conversation: str) -> list[dict[str, Any]
 def _events_query(tenant: str, conversation: str) -> Any:
     c = tables.inbox.c
     return (
-        select(c.event_id, c.type, c.event_time, c.body, c.state, c.reason)
+        select(c.event_id, c.type, c.event_time, c.effective_at, c.body, c.state, c.reason)
         .where(c.tenant == tenant, c.conversation_id == conversation, c.state != inbox.NEW)
         .order_by(c.seq)
     )
@@ -65,7 +65,9 @@ def _decisions_query(tenant: str, conversation: str) -> Any:
 def _event(row: Any) -> dict[str, Any]:
     data = json.loads(row.body)["data"]
     entry = {
-        "at": format_time(row.event_time),
+        # When the engine took it to happen (timers fire in that order), and its own time.
+        "at": format_time(row.effective_at or row.event_time),
+        "time": format_time(row.event_time),
         "kind": "event",
         "type": row.type,
         "id": row.event_id,

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import Counter, start_http_server
-from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -58,6 +58,9 @@ class EngineCollector(Collector):
                 select(q.tenant, q.group_id, func.count()).group_by(q.tenant, q.group_id)
             ).all()
             holds = connection.execute(select(h.tenant, func.count()).group_by(h.tenant)).all()
+            adjusted = connection.execute(
+                select(tables.tenants.c.tenant, tables.tenants.c.adjusted_events)
+            ).all()
             armed = connection.scalar(select(func.count()).where(t.state == TimerState.ARMED))
             late = lateness(connection, self.rt.clock.now())
         queue = GaugeMetricFamily(
@@ -70,6 +73,15 @@ class EngineCollector(Collector):
         for tenant, n in holds:
             held.add_metric([tenant], n)
         yield held
+        moved = CounterMetricFamily(
+            "chatroute_events_time_adjusted",
+            "Events applied at another time than their own (a sender's clock off by more than "
+            "clock_skew_s, or out of order)",
+            labels=["tenant"],
+        )
+        for tenant, n in adjusted:
+            moved.add_metric([tenant], n)
+        yield moved
         yield GaugeMetricFamily("chatroute_timers_pending", "Armed timers", value=armed or 0)
         yield GaugeMetricFamily(
             "chatroute_timer_lag_seconds", "How late the most overdue timer is",

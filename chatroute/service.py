@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from chatroute import logs
 from chatroute.bootstrap import Runtime
-from chatroute.domain import lifecycle
+from chatroute.domain import lifecycle, timing
 from chatroute.domain.model import Decision, TenantSettings, Timer, TimerState
 from chatroute.errors import InvalidEvent, Rejected, UnknownConversation, reason_kind
 from chatroute.store import attempts, inbox, outbox, tables
@@ -346,6 +346,7 @@ def _finish(session: Session, run: _Run) -> None:
     if run.counting:
         attempts.forgive(session, [row.seq for rows in run.held.values() for row in rows])
     inbox.mark_applied(session, run.applied, run.now)
+    inbox.record_effective_times(session, run.adjusted)
     for seq, reason in run.rejected:
         inbox.mark(session, seq, inbox.REJECTED, run.now, reason)
     outbox.add(session, run.writer.rows)
@@ -361,6 +362,8 @@ class _Run:
     careful: bool = False
     applied: list[int] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    # (seq, effective time) of the rows whose effective time is not their own time.
+    adjusted: list[tuple[int, datetime]] = field(default_factory=list)
     # Rows waiting for their conversation to start, and the later rows they hold back.
     held: dict[str, list[InboxRow]] = field(default_factory=dict)
     fired: int = 0
@@ -398,7 +401,7 @@ class _Run:
         self.view.prefetch({row.conversation_id} if row.conversation_id else set())
         # Timers due before it fire first; a suspect one fires alone and ends this
         # transaction (_Pause): the row must not be counted for a try it did not get.
-        self.fire_due(row.event_time)
+        self.fire_due(self._effective(row))
         self.tries.count_rows([row.seq])
         self.apply_rows([row])
 
@@ -423,17 +426,19 @@ class _Run:
         if conversation in self.held and not starts_it:
             self.held[conversation].append(row)
             return
-        self.fire_due(row.event_time)
-        if not self.apply_row(row):
+        moment = self._effective(row)
+        self.fire_due(moment)
+        if not self.apply_row(row, moment):
             self.held.setdefault(conversation, []).append(row)
             return
-        self.fire_due(row.event_time)
+        self.fire_due(moment)
         if starts_it and conversation in self.held:
             for waiting in self.held.pop(conversation):
                 self._apply_or_hold(waiting)
 
-    def apply_row(self, row: InboxRow) -> bool:
-        """Apply one event; False when it must wait for its conversation to start."""
+    def apply_row(self, row: InboxRow, moment: datetime) -> bool:
+        """Apply one event at its effective time ``moment``; False when it must wait for its
+        conversation to start."""
         self._fault(row.event_id)
         event = parse_event(row.body)
         bound = {
@@ -444,7 +449,7 @@ class _Run:
         }
         try:
             with self._isolated():
-                decisions = lifecycle.handle(self.view, to_command(event), event.time)
+                decisions = lifecycle.handle(self.view, to_command(event), moment)
         except _Bug as bug:
             self._reject(row, f"internal error ({bug.__cause__!r}); event set aside")
         except UnknownConversation as error:
@@ -455,7 +460,8 @@ class _Run:
         except Rejected as error:
             self._reject(row, error.reason)
         else:
-            self.writer.add(row.tenant, row.event_id, event.time, decisions)
+            self.writer.add(row.tenant, row.event_id, moment, decisions)
+            self._advance(row, moment)
             self.applied.append(row.seq)
             log.debug("event_applied", decisions=len(decisions), **bound)
         return True
@@ -469,10 +475,24 @@ class _Run:
         return not self.final and self.now - row.received_at < window
 
     def _reject(self, row: InboxRow, reason: str) -> None:
-        self.writer.reject(
-            row.tenant, row.event_id, row.type, row.body.encode(), reason, row.event_time
-        )
+        moment = self._effective(row)
+        self.writer.reject(row.tenant, row.event_id, row.type, row.body.encode(), reason, moment)
+        self._advance(row, moment)
         self.rejected.append((row.seq, reason))
+
+    def _effective(self, row: InboxRow) -> datetime:
+        settings = self.view.settings()
+        return timing.effective_time(
+            row.event_time, row.received_at, settings.clock_skew_s, settings.effective_at
+        )
+
+    def _advance(self, row: InboxRow, moment: datetime) -> None:
+        """The tenant's effective time moves to ``moment``, that of ``row``."""
+        settings = self.view.settings()
+        settings.effective_at = moment
+        if moment != row.event_time:
+            settings.adjusted_events += 1
+            self.adjusted.append((row.seq, moment))
 
     def fire_due(self, upto: datetime) -> None:
         """Fire the tenant's timers due at or before ``upto``, by (due, timer id).
@@ -517,15 +537,18 @@ class _Run:
     def _fire(self, timer: Timer) -> None:
         self._fault(f"timer:{timer.timer_id}")
         self.fired += 1
+        settings = self.view.settings()
+        moment = timing.timer_time(timer.due, settings.effective_at)
         try:
             with self._isolated():
-                decisions = lifecycle.fire(self.view, timer, timer.due)
+                decisions = lifecycle.fire(self.view, timer, moment)
         except _Bug:
             timer.state = TimerState.FAILED
             log.error("timer_failed", timer=timer.timer_id, conversation=timer.conversation_id)
             return
         timer.state = TimerState.FIRED
-        self.writer.add(self.view.tenant, f"timer:{timer.timer_id}", timer.due, decisions)
+        settings.effective_at = moment
+        self.writer.add(self.view.tenant, f"timer:{timer.timer_id}", moment, decisions)
 
     @contextmanager
     def _isolated(self) -> Iterator[None]:

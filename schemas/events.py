@@ -124,6 +124,8 @@ Commission = Annotated[PercentCommission | PerContactCommission, Field(discrimin
 class TenantUpdated(Data):
     reassign_after_s: Count | None = None
     commission: Commission | None = None
+    # How far an event's own time is trusted from when it was received (contract v2, Time).
+    clock_skew_s: Count | None = None
 
 
 class ConversationStarted(Data):

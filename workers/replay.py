@@ -33,12 +33,15 @@ class Summary:
 
 def replay(
     settings: Settings,
-    lines: Iterable[bytes],
+    lines: Iterable[bytes | Stamped],
     out: IO[str],
     until: datetime | None = None,
     progress: IO[str] | None = None,
 ) -> Summary:
-    """Apply each line in order, firing timers on the virtual clock; decisions go to ``out``."""
+    """Apply each line in order, firing timers on the virtual clock; decisions go to ``out``.
+
+    A line is received at its event's ``time``, unless it comes stamped with the moment it
+    was received (a pipeline's inbox replayed as the pipeline took it in)."""
     settings = settings.with_(amqp_url=None, redis_url=None)  # in-process: nothing shared
     clock = VirtualClock()
     rt = bootstrap.install(bootstrap.build(settings, clock, migrate=True))
@@ -52,17 +55,21 @@ def replay(
     replayer = _Replayer(rt, clock, stub, _StdoutSink(out))
     summary = Summary()
     for line in lines:
-        body = line.rstrip(b"\r\n")
+        body, received = (line, None) if isinstance(line, bytes) else line
+        body = body.rstrip(b"\r\n")
         if not body.strip():
             continue
         summary.events += 1
-        replayer.line(body)
+        replayer.line(body, received)
         if progress is not None and summary.events % 5000 == 0:
             progress.write(f"\rreplay: {summary.events} events")
     replayer.finish(until)
     if progress is not None:
         progress.write(f"\rreplay: {summary.events} events, done\n")
     return summary
+
+
+Stamped = tuple[bytes, datetime]  # a line and when it was received
 
 
 @dataclass
@@ -80,12 +87,12 @@ class _Run:
     ends_before: datetime
     messages: list[service.Incoming] = field(default_factory=list)
 
-    def takes(self, event: Event, limit: int) -> bool:
+    def takes(self, event: Event, received: datetime, limit: int) -> bool:
         last = self.messages[-1].received_at if self.messages else self.first
         return (
             event.tenant == self.tenant
             and last is not None
-            and last <= event.time < self.ends_before
+            and last <= received < self.ends_before
             and len(self.messages) < limit
         )
 
@@ -101,28 +108,32 @@ class _Replayer:
         self.run: _Run | None = None
         self.window = timedelta(seconds=rt.settings.unknown_retry_s)
 
-    def line(self, body: bytes) -> None:
+    def line(self, body: bytes, received: datetime | None = None) -> None:
         event = _valid(body)
-        if self.run is not None and (event is None or not self.run.takes(event, self._limit)):
+        if event is not None and received is None:
+            received = event.time
+        if self.run is not None and (
+            event is None or received is None or not self.run.takes(event, received, self._limit)
+        ):
             self._flush()
-        if event is None or event.time < self.clock.now():
-            self._single(body)  # not an event, or out of time order: exactly as it comes
+        if event is None or received is None or received < self.clock.now():
+            self._single(body, received)  # not an event, or out of order: exactly as it comes
             return
         if self.run is None:
-            self.run = self._start(event)
-        if self.run.takes(event, self._limit):
-            self.run.messages.append(service.Incoming(body, None, event.time))
+            self.run = self._start(event.tenant, received)
+        if self.run.takes(event, received, self._limit):
+            self.run.messages.append(service.Incoming(body, None, received))
         else:
             self.run = None
-            self._single(body)
+            self._single(body, received)
 
     @property
     def _limit(self) -> int:
         return self.rt.settings.batch_size
 
-    def _start(self, event: Event) -> _Run:
-        ends = min(d for d in (event.time + self.window, *self._due_elsewhere(event.tenant)) if d)
-        return _Run(event.tenant, event.time, ends)
+    def _start(self, tenant: str, received: datetime) -> _Run:
+        ends = min(d for d in (received + self.window, *self._due_elsewhere(tenant)) if d)
+        return _Run(tenant, received, ends)
 
     def _due_elsewhere(self, tenant: str) -> tuple[datetime | None, datetime | None]:
         """The next timer of another tenant, and when the oldest waiting event stops waiting."""
@@ -142,9 +153,10 @@ class _Replayer:
         assert last is not None
         self._apply(last, run.messages)
 
-    def _single(self, body: bytes) -> None:
-        moment = _event_time(body)
-        self._apply(moment, [service.Incoming(body)])
+    def _single(self, body: bytes, received: datetime | None) -> None:
+        """One line alone: not an event, or received before the clock's time (the clock does
+        not go back, the line keeps its own reception time)."""
+        self._apply(received or _event_time(body), [service.Incoming(body, None, received)])
 
     def _apply(self, moment: datetime | None, messages: list[service.Incoming]) -> None:
         if moment is not None:

@@ -38,6 +38,7 @@ class RuleDeleted:
 class TenantUpdated:
     reassign_after_s: int | None = None
     commission: dict[str, Any] | None = None
+    clock_skew_s: int | None = None
 
 
 @dataclass(frozen=True)

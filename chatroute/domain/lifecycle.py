@@ -55,7 +55,8 @@ def handle(view: TenantView, command: Command, now: datetime) -> list[Decision]:
 
 
 def fire(view: TenantView, timer: Timer, now: datetime) -> list[Decision]:
-    """Fire an armed ``timer`` (``now`` is its due time); a stale one only gets marked fired."""
+    """Fire an armed ``timer`` at ``now``, its effective time (its due time, or the tenant's
+    last effective time if later: see ``timing``); a stale one only gets marked fired."""
     if timer.state != TimerState.ARMED:
         return []
     timer.state = TimerState.FIRED
@@ -176,6 +177,8 @@ def _tenant_updated(view: TenantView, cmd: TenantUpdated, now: datetime) -> list
     settings = view.settings()
     if cmd.reassign_after_s is not None:
         settings.reassign_after_s = cmd.reassign_after_s
+    if cmd.clock_skew_s is not None:
+        settings.clock_skew_s = cmd.clock_skew_s
     settings.commission_mode = commission.get("mode", settings.commission_mode)
     settings.commission_rate = commission.get("rate", settings.commission_rate)
     settings.commission_amount = commission.get("amount", settings.commission_amount)

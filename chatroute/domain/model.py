@@ -42,6 +42,12 @@ class TenantSettings:
     commission_amount: float = 0.0
     # Monotonic per tenant: orders queue entries and pending holds by arrival.
     counter: int = 0
+    # How far an event's own time is trusted from when it was received (see ``timing``).
+    clock_skew_s: int = 5
+    # The effective time of the tenant's last applied event or fired timer.
+    effective_at: datetime | None = None
+    # Events whose effective time differed from their time: a sender's clock to look at.
+    adjusted_events: int = 0
 
 
 @dataclass

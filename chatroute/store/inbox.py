@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -107,6 +107,16 @@ def mark_applied(session: Session, seqs: list[int], at: datetime) -> None:
         session.execute(
             update(tables.inbox).where(c.seq.in_(seqs)).values(state=APPLIED, applied_at=at)
         )
+
+
+def record_effective_times(session: Session, moments: Sequence[tuple[int, datetime]]) -> None:
+    """Keep, for ``chatroute history``, the effective times that differ from the events' own."""
+    if moments:
+        c = tables.inbox.c
+        statement = (
+            update(tables.inbox).where(c.seq == bindparam("s")).values(effective_at=bindparam("e"))
+        )
+        session.connection().execute(statement, [{"s": seq, "e": at} for seq, at in moments])
 
 
 def tenants_waiting(connection: Connection | Session, older_than: datetime) -> list[str]:

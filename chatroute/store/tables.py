@@ -75,6 +75,9 @@ tenants = Table(
     # Apart from ``counter`` (which numbers queue places and timers, so decisions stay the
     # same however events are batched): numbers changes for the stats worker.
     Column("stats_counter", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("clock_skew_s", Integer, nullable=False, default=5, server_default="5"),
+    Column("effective_at", UTCDateTime),
+    Column("adjusted_events", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 respondents = Table(
@@ -215,6 +218,8 @@ inbox = Table(
     Column("reason", Text),
     Column("applied_at", UTCDateTime),
     Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    # Set when the event's effective time differs from ``event_time`` (see domain.timing).
+    Column("effective_at", UTCDateTime),
     UniqueConstraint("tenant", "event_id"),
     Index("ix_inbox_unapplied", "state", "tenant", "seq"),
 )

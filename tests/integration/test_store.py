@@ -35,6 +35,14 @@ def incoming(*events: dict) -> list[service.Incoming]:
     ]
 
 
+def received_when_dated(*events: dict) -> list[service.Incoming]:
+    """``events`` received at the times they carry, so they fall before or after a timer."""
+    return [
+        service.Incoming(json.dumps(e).encode(), None, datetime.fromisoformat(e["time"]))
+        for e in events
+    ]
+
+
 def count(rt: bootstrap.Runtime, table: tables.Table, *where: object) -> int:
     with rt.engine.connect() as connection:
         return int(connection.scalar(select(func.count()).select_from(table).where(*where)) or 0)
@@ -324,7 +332,7 @@ def test_a_suspect_row_behind_suspect_timers_is_counted_once_when_tried(pg_url: 
     rt, shop, _ = snoozed_for_ten_minutes(pg_url, clock, "c1", "c2")
     # Given two wake-ups and a later event, all three in a try that never finished
     late = shop.at(START + timedelta(minutes=11)).event("conversation.closed", conversation="c1")
-    service.ingest(rt, incoming(late))
+    service.ingest(rt, received_when_dated(late))
     t = tables.timers.c
     with rt.engine.begin() as connection:
         connection.execute(update(tables.timers).values(attempts=1))
@@ -348,7 +356,7 @@ def test_rows_a_suspect_timer_left_unreached_are_not_counted(pg_url: str) -> Non
         connection.execute(update(tables.timers).values(attempts=1))
     shop.at(until - timedelta(minutes=1)).start("c2")
     shop.at(until + timedelta(minutes=1)).start("c3")
-    service.ingest(rt, incoming(*shop.lines[-2:]))
+    service.ingest(rt, received_when_dated(*shop.lines[-2:]))
     clock.advance_to(until + timedelta(minutes=2))
     # When the batch reaches the wake-up, it ends there (the wake-up fires alone next)
     assert service.apply_tenant(rt, "shop-1")
