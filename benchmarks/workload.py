@@ -59,6 +59,7 @@ class Profile:
     to_rating: Span = (5, 120)
     unrouted: float = 0.03
     reassign_after_s: int | None = None  # the tenant's setting; None: the default (24 h)
+    clock_skew_s: int | None = None  # the tenant's setting; None: the default (5 s)
     # Mean time a respondent stays available before stepping away, and how long they are away;
     # None: nobody steps away.
     available_s: float | None = None
@@ -82,6 +83,9 @@ CHAOS = Profile(
     to_rating=(0.2, 3),
     unrouted=0.03,
     reassign_after_s=5,
+    # The chaos run's frontends date their events ahead of the wall clock on purpose (see
+    # tests/chaos/traffic.py): the tenants trust their clocks, so timers follow event times.
+    clock_skew_s=3600,
     available_s=25,
     away_s=(1, 9),
 )
@@ -134,6 +138,8 @@ class Site:
         terms: dict[str, Any] = {"commission": {"mode": "percent", "rate": 0.05}}
         if self.profile.reassign_after_s is not None:
             terms["reassign_after_s"] = self.profile.reassign_after_s
+        if self.profile.clock_skew_s is not None:
+            terms["clock_skew_s"] = self.profile.clock_skew_s
         self.emit(at, "tenant.updated", **terms)
         for priority, group in enumerate(self.groups):
             condition = {"attribute": "url", "op": "prefix", "value": f"/{group}/"}

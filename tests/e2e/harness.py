@@ -15,13 +15,17 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pika
+from sqlalchemy import select
 
 from chatroute.amqp import DECISIONS_EXCHANGE, declare_topology
 from chatroute.publish import publish_bodies
+from chatroute.store import db, tables
+from schemas.events import best_effort_identity
 from tests.builders import Events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,3 +282,26 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 def lines(events: Iterable[dict[str, Any]]) -> list[bytes]:
     return [json.dumps(e).encode() for e in events]
+
+
+def received_times(database_url: str) -> dict[tuple[str, str], datetime]:
+    """When the pipeline received each event it recorded, by (tenant, event id)."""
+    c = tables.inbox.c
+    engine = db.make_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(select(c.tenant, c.event_id, c.received_at)).all()
+    engine.dispose()
+    return {(tenant, event_id): received for tenant, event_id, received in rows}
+
+
+def stamped(
+    bodies: Iterable[bytes], received: dict[tuple[str, str], datetime]
+) -> list[bytes | tuple[bytes, datetime]]:
+    """``bodies`` for ``chatroute replay``, each stamped with the moment the pipeline received
+    it (a body it recorded under no tenant and id stays as it is)."""
+    out: list[bytes | tuple[bytes, datetime]] = []
+    for body in bodies:
+        tenant, event_id, _ = best_effort_identity(body)
+        moment = received.get((tenant or "", event_id or ""))
+        out.append(body if moment is None else (body, moment))
+    return out

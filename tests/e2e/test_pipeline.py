@@ -18,10 +18,20 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.settings import Settings
 from chatroute.store import tables
+from schemas.events import best_effort_identity
 from tests.builders import Events
-from tests.e2e.harness import DecisionLog, Pipeline, Vhost, lines, wait_until
+from tests.e2e.harness import (
+    DecisionLog,
+    Pipeline,
+    Vhost,
+    lines,
+    received_times,
+    stamped,
+    wait_until,
+)
 from workers.replay import replay
 
 pytestmark = pytest.mark.services
@@ -181,29 +191,56 @@ def test_sigkill_of_a_worker_loses_no_event_and_duplicates_no_decision(
     check_slots(log.decisions, {})
 
 
+SAMPLE_DAY = "2026-11-22"
+
+
 def test_replay_and_pipeline_decide_the_same(pg_url: str, vhost: Vhost, tmp_path: Path) -> None:
-    # Given the sample day, replayed on SQLite
+    # Given the sample day, dated days before it is published: the engine takes each event at
+    # its effective time (within clock_skew_s of when it was received)
     sample = Path(__file__).resolve().parents[2] / "examples" / "sample-day.jsonl"
-    out = io.StringIO()
-    with sample.open("rb") as events:
-        replay(Settings(database_url=f"sqlite:///{tmp_path}/replay.db"), events, out)
-    replayed = [json.loads(line) for line in out.getvalue().splitlines()]
+    bodies = [line.rstrip(b"\n") for line in sample.open("rb") if line.strip()]
     # When it goes through the real pipeline with one worker process and one thread
     pipeline = make_pipeline(pg_url, vhost, tmp_path, processes=1, threads=1)
     log = DecisionLog(vhost.url)
     pipeline.start()
     try:
-        pipeline.publish([line.rstrip(b"\n") for line in sample.open("rb") if line.strip()])
-        wait_until(lambda: len(log.decisions) >= len(replayed), 120, "all decisions")
+        pipeline.publish(bodies)
+        wait_until(lambda: settled(pg_url, bodies[-1], log), 120, "every decision")
     finally:
         pipeline.stop()
         log.stop()
+    # And the same events are replayed, each stamped with when the pipeline received it
+    out = io.StringIO()
+    stamps = received_times(pg_url)
+    replay(Settings(database_url=f"sqlite:///{tmp_path}/replay.db"), stamped(bodies, stamps), out)
+    replayed = [json.loads(line) for line in out.getvalue().splitlines()]
 
-    # Then each tenant gets the same decisions, in the same order, with the same ids; the
-    # gateway rejects an invalid event when it arrives, so rejections are compared as a set
-    # (and are stamped with the clock's time: virtual in the replay)
+    # Then each tenant gets the same decisions, in the same order, with the same ids and
+    # times; the gateway rejects an invalid event when it arrives, so rejections are compared
+    # as a set (and are stamped with the clock's time: virtual in the replay)
     assert per_tenant(log.decisions) == per_tenant(replayed)
     assert rejections(log.decisions) == rejections(replayed)
+    # And the decisions carry the engine's times, not the sample day's
+    assert not [d for d in log.decisions if d["time"].startswith(SAMPLE_DAY)]
+
+
+def settled(database_url: str, last: bytes, log: DecisionLog) -> bool:
+    """The pipeline has taken ``last`` (published last) in, applied everything and published
+    every decision it recorded."""
+    tenant, event_id, _ = best_effort_identity(last)
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    i, o = tables.inbox.c, tables.outbox.c
+    with engine.connect() as connection:
+        took = connection.scalar(
+            select(func.count()).where(i.tenant == tenant, i.event_id == event_id)
+        )
+        waiting = connection.scalar(select(func.count()).where(i.state == "new"))
+        decided = connection.scalar(
+            select(func.count()).where(o.exchange == DECISIONS_EXCHANGE, o.sent_at.is_not(None))
+        )
+        unsent = connection.scalar(select(func.count()).where(o.sent_at.is_(None)))
+    engine.dispose()
+    return bool(took) and not waiting and not unsent and len(log.decisions) >= (decided or 0)
 
 
 def per_tenant(decisions: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

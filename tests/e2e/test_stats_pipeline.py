@@ -29,7 +29,9 @@ def workload(tenant: str, commission: dict[str, Any]) -> list[dict[str, Any]]:
     b sends every sixth back (A -> B -> A); answers, snoozes, replies, sales, ratings, a
     re-rating and closes."""
     shop = Events(tenant)
-    shop.event("tenant.updated", commission=commission)
+    # Dated on a fixed day and delivered twice, minutes apart: the tenant trusts its
+    # frontend's clock, so statistics follow the events' own times in every delivery.
+    shop.event("tenant.updated", commission=commission, clock_skew_s=TRUSTED_CLOCK_S)
     shop.rule("all", "G")
     shop.respondent("a", ["G"], slots=1000)
     shop.respondent("b", ["G"], slots=1000, available=False)
@@ -65,6 +67,9 @@ def workload(tenant: str, commission: dict[str, Any]) -> list[dict[str, Any]]:
         if n % 3 != 2:
             shop.event("conversation.closed", conversation=cid)
     return shop.lines
+
+
+TRUSTED_CLOCK_S = 2**31 - 1  # the largest setting: about 68 years
 
 
 @pytest.fixture
