@@ -13,11 +13,15 @@ REJECTED_QUEUE = "chat.events.rejected"
 GATEWAY_QUEUE = "chat.gateway"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
 NOT_FOUND = 404
+# Unless the URL asks for another (``?heartbeat=N``): the silence after which RabbitMQ closes
+# a connection, and after which the client gives up on a broker that went quiet.
+HEARTBEAT_S = 30
 
 
 def connect(url: str) -> pika.BlockingConnection:
     params = pika.URLParameters(url)
-    params.heartbeat = 30
+    if params.heartbeat is None:  # None would accept the broker's own (60 s by default)
+        params.heartbeat = HEARTBEAT_S
     params.blocked_connection_timeout = 60
     return pika.BlockingConnection(params)
 
