@@ -27,7 +27,7 @@ from chatroute.amqp import (
 from chatroute.bootstrap import Runtime
 from chatroute.store import outbox
 from chatroute.store.outbox import OutgoingMessage
-from workers.broker import OUTAGES, outage
+from workers.broker import OUTAGES, keep_alive, outage
 
 log = logs.get("chatroute.gateway")
 
@@ -53,7 +53,7 @@ class Gateway:
                 self._consume(stop)
             except OUTAGES as error:
                 log.warning("gateway_reconnecting", **outage(error))
-                stop.wait(1.0)
+                amqp.wait(stop, 1.0, _keep_nudges_alive)
 
     def _consume(self, stop: threading.Event) -> None:
         connection = connect(self.amqp_url)
@@ -63,7 +63,8 @@ class Gateway:
             channel.basic_qos(prefetch_count=self.rt.settings.gateway_prefetch)
             log.info("gateway_consuming", queue=GATEWAY_QUEUE)
             while not stop.is_set():
-                self._take_batch(channel)
+                self._take_batch(channel)  # a 20 ms wait at most when idle
+                _keep_nudges_alive()
         finally:
             if connection.is_open:
                 with contextlib.suppress(*OUTAGES):
@@ -91,6 +92,11 @@ class Gateway:
         # Only now is the hand-off durable (inbox committed, nudges confirmed).
         channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
         log.debug("gateway_batch", events=len(batch), tenants=len(tenants))
+
+
+def _keep_nudges_alive() -> None:
+    """The gateway nudges through dramatiq's connection of this thread, idle between events."""
+    keep_alive("gateway")
 
 
 def _content_type(properties: pika.BasicProperties) -> str | None:
