@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker
@@ -13,13 +17,34 @@ REJECTED_QUEUE = "chat.events.rejected"
 GATEWAY_QUEUE = "chat.gateway"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
 NOT_FOUND = 404
+# Unless the URL asks for another (``?heartbeat=N``): the silence after which RabbitMQ closes
+# a connection, and after which the client gives up on a broker that went quiet.
+HEARTBEAT_S = 30
+# pika's blocking connections send and answer heartbeats only inside their own calls: a
+# process waiting on something else has its connections do so at least this often, in time
+# for heartbeat timeouts of 2 s and more.
+KEEP_ALIVE_S = 0.5
 
 
 def connect(url: str) -> pika.BlockingConnection:
     params = pika.URLParameters(url)
-    params.heartbeat = 30
+    if params.heartbeat is None:  # None would accept the broker's own (60 s by default)
+        params.heartbeat = HEARTBEAT_S
     params.blocked_connection_timeout = 60
     return pika.BlockingConnection(params)
+
+
+def wait(stop: threading.Event, seconds: float, keep_alive: Callable[[], object]) -> bool:
+    """``stop.wait(seconds)`` in slices, calling ``keep_alive`` (which services the waiting
+    thread's AMQP connections) at least every ``KEEP_ALIVE_S``; True when ``stop`` is set."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        keep_alive()
+        stop.wait(min(remaining, KEEP_ALIVE_S))
+    return True
 
 
 def channel_with_topology(connection: pika.BlockingConnection) -> BlockingChannel:

@@ -9,12 +9,17 @@ from typing import Any
 import dramatiq
 import pika
 import structlog
+from dramatiq.broker import Consumer
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 from sqlalchemy.exc import DBAPIError
 
+from chatroute import logs
 from chatroute.settings import Settings
+
+log = logs.get("chatroute.broker")
 
 ROUTING_QUEUE = "chatroute.routing"
 STATS_QUEUE = "chatroute.stats"
@@ -46,6 +51,26 @@ def outage(error: BaseException) -> dict[str, object]:
     return found
 
 
+class WorkerRabbitmqBroker(RabbitmqBroker):
+    """dramatiq's RabbitMQ broker for worker processes, whose threads publish rarely (a
+    consumer declaring its queue at start, a retry, a delayed message come due): each closes
+    its connection once done. Left open, it would idle unserviced (pika answers heartbeats only
+    inside its calls), RabbitMQ would close it, and dramatiq would open another at the next
+    use without a word."""
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        try:
+            return super().consume(queue_name, prefetch, timeout)
+        finally:
+            del self.connection  # this thread's; the consumer has a connection of its own
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        try:
+            return super().enqueue(message, delay=delay)
+        finally:
+            del self.connection
+
+
 _lock = threading.Lock()
 _installed: dramatiq.Broker | None = None
 
@@ -72,7 +97,8 @@ def build(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
     when ``worker_metrics_port`` is set."""
     broker: dramatiq.Broker
     if settings.amqp_url:
-        broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+        kind = WorkerRabbitmqBroker if worker else RabbitmqBroker
+        broker = kind(url=settings.amqp_url, confirm_delivery=True)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
@@ -117,3 +143,23 @@ def install(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
 def ensure(*, worker: bool = False) -> dramatiq.Broker:
     """The installed broker, or one built from the environment."""
     return install(Settings.from_env(), worker=worker)
+
+
+def keep_alive(role: str) -> None:
+    """Send and answer heartbeats on this thread's publishing connection, if it has one.
+
+    dramatiq opens one per thread and uses it only to enqueue: the gateway and the sweeper,
+    which nudge now and then, call this while they wait (at least every
+    ``amqp.KEEP_ALIVE_S``), else RabbitMQ closes it after a heartbeat timeout without a nudge.
+    One the broker closed is logged, naming ``role``, and dropped: the next nudge makes another.
+    """
+    broker = _installed
+    # Read, not dramatiq's ``connection`` property, which would connect a thread that has none.
+    connection = getattr(getattr(broker, "state", None), "connection", None)
+    if connection is None:
+        return
+    try:
+        connection.process_data_events(time_limit=0)
+    except OUTAGES as error:
+        log.warning("amqp_connection_lost", role=role, **outage(error))
+        del broker.connection  # type: ignore[union-attr]

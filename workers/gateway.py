@@ -10,13 +10,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import text
 
-from chatroute import logs, metrics, service
+from chatroute import amqp, logs, metrics, service
 from chatroute.amqp import (
     DECISIONS_EXCHANGE,
     EVENT_CONTENT_TYPE,
@@ -27,7 +27,7 @@ from chatroute.amqp import (
 from chatroute.bootstrap import Runtime
 from chatroute.store import outbox
 from chatroute.store.outbox import OutgoingMessage
-from workers.broker import OUTAGES, outage
+from workers.broker import OUTAGES, keep_alive, outage
 
 log = logs.get("chatroute.gateway")
 
@@ -53,7 +53,7 @@ class Gateway:
                 self._consume(stop)
             except OUTAGES as error:
                 log.warning("gateway_reconnecting", **outage(error))
-                stop.wait(1.0)
+                amqp.wait(stop, 1.0, _keep_nudges_alive)
 
     def _consume(self, stop: threading.Event) -> None:
         connection = connect(self.amqp_url)
@@ -63,7 +63,8 @@ class Gateway:
             channel.basic_qos(prefetch_count=self.rt.settings.gateway_prefetch)
             log.info("gateway_consuming", queue=GATEWAY_QUEUE)
             while not stop.is_set():
-                self._take_batch(channel)
+                self._take_batch(channel)  # a 20 ms wait at most when idle
+                _keep_nudges_alive()
         finally:
             if connection.is_open:
                 with contextlib.suppress(*OUTAGES):
@@ -93,12 +94,26 @@ class Gateway:
         log.debug("gateway_batch", events=len(batch), tenants=len(tenants))
 
 
+def _keep_nudges_alive() -> None:
+    """The gateway nudges through dramatiq's connection of this thread, idle between events."""
+    keep_alive("gateway")
+
+
 def _content_type(properties: pika.BasicProperties) -> str | None:
     """The message's content type as text: pika hands over bytes when it is not UTF-8."""
     value = properties.content_type
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="backslashreplace")
     return value
+
+
+class Publisher(Protocol):
+    """What the relay publishes with: a batch at a time, and ``keep_alive`` called at least
+    every ``amqp.KEEP_ALIVE_S`` while the relay waits."""
+
+    def __call__(self, messages: list[OutgoingMessage]) -> None: ...
+
+    def keep_alive(self) -> None: ...
 
 
 class AmqpPublisher:
@@ -116,6 +131,7 @@ class AmqpPublisher:
 
     def _ensure_channel(self) -> BlockingChannel:
         if self._channel is None or not self._channel.is_open:
+            self.close()  # a channel the broker closed may leave its connection open
             self._connection = connect(self.amqp_url)
             self._channel = self._connection.channel()
             declare_topology(self._channel)
@@ -130,6 +146,18 @@ class AmqpPublisher:
             self.close()
             raise
         metrics.published(messages)
+
+    def keep_alive(self) -> None:
+        """Send and answer heartbeats between batches, else RabbitMQ closes the connection
+        once the outbox stayed empty for a heartbeat timeout, and the next batch waits for a
+        reconnection. A connection the broker closed is logged and made anew by that batch."""
+        if self._connection is None:
+            return
+        try:
+            self._connection.process_data_events(time_limit=0)
+        except OUTAGES as error:
+            log.warning("amqp_connection_lost", role="relay", **outage(error))
+            self.close()
 
     def _publish(self, messages: list[OutgoingMessage]) -> None:
         channel = self._ensure_channel()
@@ -156,9 +184,7 @@ class AmqpPublisher:
                 connection.close()
 
 
-def relay(
-    rt: Runtime, publish: Callable[[list[OutgoingMessage]], None], stop: threading.Event
-) -> None:
+def relay(rt: Runtime, publish: Publisher, stop: threading.Event) -> None:
     """Publish the outbox in commit order while this process holds the relay lock."""
     while not stop.is_set():
         try:
@@ -167,15 +193,15 @@ def relay(
                     if _hold_relay_lock(connection):
                         _relay_while_leader(rt, connection, publish, stop)
                     else:
-                        stop.wait(1.0)
+                        amqp.wait(stop, 1.0, publish.keep_alive)
                 finally:
                     _release_relay_lock(connection)
         except OUTAGES as error:
             log.warning("relay_reconnecting", **outage(error))
-            stop.wait(1.0)
+            amqp.wait(stop, 1.0, publish.keep_alive)
         except Exception:
             log.exception("relay_failed")
-            stop.wait(1.0)
+            amqp.wait(stop, 1.0, publish.keep_alive)
 
 
 def _release_relay_lock(connection: Any) -> None:
@@ -203,11 +229,14 @@ def _hold_relay_lock(connection: Any) -> bool:
 def _relay_while_leader(
     rt: Runtime,
     connection: Any,
-    publish: Callable[[list[OutgoingMessage]], None],
+    publish: Publisher,
     stop: threading.Event,
 ) -> None:
     log.info("relay_leading")
     wait = outbox.waiter(connection, rt.settings.relay_interval_s)
     while not stop.is_set():
         if outbox.relay_once(connection, publish, rt.clock.now()) == 0:
+            # A notification ends the wait at once; a quiet outbox ends it every 0.5 s at
+            # most (outbox.IDLE_LOOK_S), often enough for the publisher's heartbeats.
+            publish.keep_alive()
             wait()

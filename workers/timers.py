@@ -15,11 +15,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from chatroute import logs, stats
+from chatroute import amqp, logs, stats
 from chatroute.bootstrap import Runtime
 from chatroute.domain.model import TimerState
 from chatroute.store import inbox, tables
-from workers.broker import OUTAGES, outage
+from workers.broker import OUTAGES, keep_alive, outage
 
 log = logs.get("chatroute.sweeper")
 
@@ -87,11 +87,17 @@ def run(
             log.exception("sweep_failed")
             waits = {}
         for tenant, wait_s in sorted(waits.items(), key=lambda item: (item[1], item[0])):
-            if stop.wait(max(0.0, started + wait_s - time.monotonic())):
+            if amqp.wait(stop, started + wait_s - time.monotonic(), _keep_nudges_alive):
                 return
             if not _nudge(nudge, tenant):
                 break  # the broker is away: the next sweep tries every tenant again
-        stop.wait(max(0.0, started + interval - time.monotonic()))
+        amqp.wait(stop, started + interval - time.monotonic(), _keep_nudges_alive)
+
+
+def _keep_nudges_alive() -> None:
+    """The sweeper nudges through dramatiq's connection of this thread, idle between nudges
+    (for as long as no timer comes due)."""
+    keep_alive("sweeper")
 
 
 def _nudge_stats(rt: Runtime, nudge_stats: Callable[[str], object]) -> None:
