@@ -31,6 +31,10 @@ CONTACT_COLUMNS = (
     "first_response_avg_s",
 )
 CONVERSATION_COLUMNS = ("conversations", "queued", "wait_avg_s", "wait_p90_s", "unrouted")
+# Columns holding a number with decimals: shown with two in the table, whatever the row.
+DECIMAL_COLUMNS = frozenset(
+    {"satisfaction_avg", "commission", "first_response_avg_s", "wait_avg_s", "wait_p90_s"}
+)
 BY = ("respondent", "group", "day")
 
 
@@ -98,6 +102,7 @@ def rows(rt: Runtime, by: str = "respondent", window: Window | None = None) -> l
             conversation_part = _conversation_sums(connection, by, window)
             keys |= set(conversation_part)
     empty = dict.fromkeys(columns(by)[2:], 0) | {
+        "commission": 0.0,
         "satisfaction_avg": None,
         "first_response_avg_s": None,
         "wait_avg_s": None,
@@ -223,7 +228,7 @@ def _known_respondents(connection: Any, window: Window) -> set[tuple[str, str | 
 def render_table(rows: list[dict[str, Any]], by: str = "respondent") -> str:
     """An aligned text table of ``rows`` for people."""
     names = columns(by)
-    cells = [list(names)] + [[_cell(row[c]) for c in names] for row in rows]
+    cells = [list(names)] + [[_cell(row[c], c in DECIMAL_COLUMNS) for c in names] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(names))]
     return "\n".join(
         "  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
@@ -231,9 +236,9 @@ def render_table(rows: list[dict[str, Any]], by: str = "respondent") -> str:
     )
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, decimal: bool = False) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
+    if isinstance(value, float) or (decimal and isinstance(value, int)):
         return f"{value:.2f}"
     return str(value)

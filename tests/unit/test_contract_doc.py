@@ -1,0 +1,92 @@
+"""``docs/contract.md`` keeps in step with the code: every event and decision type of the
+schemas has its section there, naming each of its fields, and each section's JSON example is
+one the code takes; the README points to the document."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from chatroute.amqp import DECISIONS_EXCHANGE, EVENTS_EXCHANGE, REJECTED_QUEUE
+from schemas import decisions, events
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "contract.md"
+HEADING = re.compile(r"^#### `([a-z_.]+)`$", re.MULTILINE)
+JSON_BLOCK = re.compile(r"```json\n(.*?)```", re.DOTALL)
+
+
+def sections() -> dict[str, str]:
+    """The text under each ``#### `type` `` heading, up to the next heading."""
+    text = DOC.read_text()
+    found = {}
+    for match in HEADING.finditer(text):
+        rest = text[match.end() :]
+        following = re.search(r"^#{1,4} ", rest, re.MULTILINE)
+        found[match.group(1)] = rest[: following.start()] if following else rest
+    return found
+
+
+def example(section: str) -> dict[str, object]:
+    blocks = JSON_BLOCK.findall(section)
+    assert len(blocks) == 1, "one JSON example per type"
+    document = json.loads(blocks[0])
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.mark.parametrize("type_", sorted(events.DATA_MODELS))
+def test_every_event_type_has_a_section_with_its_fields_and_a_valid_example(type_: str) -> None:
+    section = sections().get(type_)
+    assert section is not None, f"docs/contract.md has no section for the event {type_}"
+    for name in events.DATA_MODELS[type_].model_fields:
+        assert f"`{name}`" in section, f"{type_}: field {name} is not described"
+    parsed = events.parse_event(json.dumps(example(section)))
+    assert parsed.type == type_
+
+
+@pytest.mark.parametrize("type_", sorted(decisions.DATA_MODELS))
+def test_every_decision_type_has_a_section_with_its_fields_and_a_true_example(
+    type_: str,
+) -> None:
+    section = sections().get(type_)
+    assert section is not None, f"docs/contract.md has no section for the decision {type_}"
+    for name in decisions.DATA_MODELS[type_].model_fields:
+        assert f"`{name}`" in section, f"{type_}: field {name} is not described"
+    document = example(section)
+    envelope = decisions.Decision.model_validate(document)
+    assert envelope.type == type_
+    decisions.DATA_MODELS[type_].model_validate(envelope.data)
+    # its id is what the engine would give it: derived from the tenant and the cause
+    ids = {decisions.decision_id(envelope.tenant, envelope.causationid, i) for i in range(5)}
+    assert envelope.id in ids
+
+
+def test_the_doc_has_no_section_for_a_type_the_code_lacks() -> None:
+    assert set(sections()) == set(events.DATA_MODELS) | set(decisions.DATA_MODELS)
+
+
+def test_the_doc_names_the_amqp_topology_and_the_compatibility_rules() -> None:
+    text = DOC.read_text()
+    for name in (EVENTS_EXCHANGE, DECISIONS_EXCHANGE, REJECTED_QUEUE, "<tenant>.#"):
+        assert f"`{name}`" in text
+    for title in ("## Compatibility", "## Time", "## Coming in v2", "### Binary mode"):
+        assert title in text
+
+
+def test_the_readme_links_the_contract_and_nothing_points_outside_the_repository() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/contract.md" in readme
+    for path in (ROOT / "README.md", ROOT / "docs" / "semantics.md", DOC):
+        assert "../shared" not in path.read_text(), path
+
+
+def test_every_link_within_the_doc_leads_to_a_heading() -> None:
+    text = DOC.read_text()
+    headings = re.findall(r"^#{1,4} (.+)$", text, re.MULTILINE)
+    slugs = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and links <= slugs, links - slugs
