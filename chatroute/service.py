@@ -50,14 +50,17 @@ TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 @dataclass(frozen=True)
 class Incoming:
-    """One message as it reached ``chat.events``."""
+    """One message as it reached ``chat.events``, in structured mode: the AMQP edge
+    (``chatroute.cloudevents_amqp``) translates a binary-mode message into its JSON body."""
 
     body: bytes
-    content_type: str | None = None
+    content_type: str | None = None  # the body's
     # When it reached us; None: now. ``chatroute replay`` gives each line its virtual time.
     received_at: datetime | None = None
     # How it was published (routing key, AMQP content type): kept on a rejected copy.
     origin: outbox.Origin | None = None
+    # Why the edge found it cannot be an event (a binary-mode message only); checked first.
+    reason: str | None = None
 
 
 @dataclass
@@ -223,6 +226,8 @@ class _Verdict:
 
 def _verdict(message: Incoming, now: datetime) -> _Verdict:
     try:
+        if message.reason is not None:
+            raise InvalidEvent(message.reason)
         _check_content_type(message.content_type)
         event = parse_event(message.body)
     except InvalidEvent as error:

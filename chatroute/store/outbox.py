@@ -62,6 +62,8 @@ class Origin:
 
     routing_key: str | None = None
     content_type: str | None = None
+    # CloudEvents binary content mode: the body kept is its structured-mode translation.
+    binary: bool = False
 
 
 def rejected_copy_row(
@@ -84,6 +86,7 @@ def rejected_copy_row(
     if origin is not None:
         headers["x-original-routing-key"] = origin.routing_key
         headers["x-original-content-type"] = origin.content_type
+        headers["x-cloudevents-mode"] = "binary" if origin.binary else "structured"
     return {
         "decision_id": f"copy:{decision_id}",
         "tenant": tenant,

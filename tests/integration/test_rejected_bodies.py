@@ -1,6 +1,6 @@
 """What is kept of a rejected body, on SQLite and PostgreSQL: at most 64 KiB of it in the
 inbox and in ``chat.events.rejected``, with the whole body's size and SHA-256, and how the
-message came (routing key, content type) on the copy."""
+message came (routing key, content type, CloudEvents content mode) on the copy."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pika
 import pytest
+from pika.spec import Basic
 from sqlalchemy import select
 
-from chatroute import bootstrap, service
+from chatroute import bootstrap, cloudevents_amqp, service
 from chatroute.settings import Settings
 from chatroute.store import tables
 from chatroute.store.outbox import Origin
@@ -82,6 +84,7 @@ def test_a_2mb_event_is_kept_as_its_first_64_kib_with_its_size_digest_and_origin
         "x-body-truncated": True,
         "x-original-routing-key": "rule.deleted",
         "x-original-content-type": "application/json",
+        "x-cloudevents-mode": "structured",
     }
 
 
@@ -111,3 +114,29 @@ def test_big_bodies_with_the_same_head_are_told_apart_by_their_whole_digest(
     assert all(len(body) == KIB_64 for body, _ in kept)
     [row] = inbox_rows(rt)  # one row per (tenant, id)
     assert row.body_sha256 == sha256(events[0]) and len(row.body) == KIB_64
+
+
+def test_a_binary_mode_message_is_kept_as_its_structured_translation(
+    rt: bootstrap.Runtime,
+) -> None:
+    # Given a CloudEvent in binary mode whose data is not JSON
+    event = Events("shop-1").event("conversation.closed", conversation="c1")
+    headers = {f"cloudEvents:{k}": v for k, v in event.items() if k != "data"}
+    properties = pika.BasicProperties(content_type="text/plain", headers=headers)
+    method = Basic.Deliver(routing_key="conversation.closed")
+    # When it comes in
+    service.ingest(rt, [cloudevents_amqp.incoming(method, properties, b"closed!")])
+    # Then it is rejected saying why, under its tenant and id (a redelivery is a repeat)
+    [row] = inbox_rows(rt)
+    assert row.event_id == event["id"]
+    assert row.reason == "binary mode: data content type 'text/plain' is not application/json"
+    # and its copy is the structured body of all it held, saying it came in binary mode
+    [(kept, headers)] = copies(rt)
+    assert json.loads(kept) == {
+        **{k: v for k, v in event.items() if k != "data"},
+        "datacontenttype": "text/plain",
+        "data_base64": "Y2xvc2VkIQ==",
+    }
+    assert headers["x-cloudevents-mode"] == "binary"
+    assert headers["x-original-content-type"] == "text/plain"
+    assert headers["x-original-routing-key"] == "conversation.closed"
