@@ -28,6 +28,7 @@ from chatroute.domain.model import Decision, TenantSettings, Timer, TimerState
 from chatroute.errors import InvalidEvent, Rejected, UnknownConversation, reason_kind
 from chatroute.store import attempts, inbox, outbox, tables
 from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
+from chatroute.store.kept import KeptBody, keep
 from chatroute.store.view import NOW, SqlTenantView
 from schemas.decisions import make_decision
 from schemas.events import (
@@ -49,12 +50,17 @@ TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 @dataclass(frozen=True)
 class Incoming:
-    """One message as it reached ``chat.events``."""
+    """One message as it reached ``chat.events``, in structured mode: the AMQP edge
+    (``chatroute.cloudevents_amqp``) translates a binary-mode message into its JSON body."""
 
     body: bytes
-    content_type: str | None = None
+    content_type: str | None = None  # the body's
     # When it reached us; None: now. ``chatroute replay`` gives each line its virtual time.
     received_at: datetime | None = None
+    # How it was published (routing key, AMQP content type): kept on a rejected copy.
+    origin: outbox.Origin | None = None
+    # Why the edge found it cannot be an event (a binary-mode message only); checked first.
+    reason: str | None = None
 
 
 @dataclass
@@ -82,18 +88,20 @@ class DecisionWriter:
         reason: str,
         time: datetime,
         cause: str | None = None,
+        origin: outbox.Origin | None = None,
     ) -> None:
         """``cause`` (the decision's causationid) defaults to the event's id. Without a usable
         tenant an id identifies nothing: garbage bodies that share one are different messages,
-        each kept; a repeat of the same bytes is one."""
+        each kept; a repeat of the same bytes (the whole body, however much is kept) is one."""
+        kept = keep(body)
         if cause is None:
             keyed = event_id is not None and tenant != UNKNOWN_TENANT
-            cause = event_id if keyed else "body:" + hashlib.sha256(body).hexdigest()
+            cause = event_id if keyed else "body:" + kept.sha256
         data = {"event_id": event_id, "type": type_, "reason": reason}
         envelope = make_decision(tenant, cause, 0, time, "event.rejected", data)
         self.rows.append(outbox.decision_row(envelope, self.created_at))
         self.rows.append(
-            outbox.rejected_copy_row(envelope["id"], tenant, body, reason, self.created_at)
+            outbox.rejected_copy_row(envelope["id"], tenant, kept, reason, self.created_at, origin)
         )
         self.count += 1
         # The reason's kind only: a reason may quote a value of the event (see reason_kind);
@@ -137,7 +145,7 @@ def _set_aside(rt: Runtime, message: Incoming, error: Exception) -> set[str]:
     now = rt.clock.now()
     writer = DecisionWriter(now)
     reason = f"internal error ({type(error).__name__}); event set aside"
-    writer.reject(UNKNOWN_TENANT, None, None, message.body, reason, now)
+    writer.reject(UNKNOWN_TENANT, None, None, message.body, reason, now, origin=message.origin)
     with rt.sessions.begin() as session:
         outbox.add(session, writer.rows)
     return set()
@@ -159,21 +167,32 @@ def _ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
 
 
 def _take(
-    verdict: _Verdict, known: dict[tuple[str, str], str], writer: DecisionWriter, now: datetime
+    verdict: _Verdict,
+    known: dict[tuple[str, str], inbox.StoredBody],
+    writer: DecisionWriter,
+    now: datetime,
 ) -> dict[str, Any] | None:
     """The inbox row ``verdict`` adds, if any; its rejection, if any, goes to ``writer``.
     ``known`` maps the keys recorded so far to their bodies."""
     key = verdict.key
     if key is not None and key in known:
-        if canonical_json(known[key]) != canonical_json(verdict.text):
+        if not _same_body(known[key], verdict):
             _reject_reuse(verdict, writer, now)
         return None
     if verdict.reason is not None:
-        writer.reject(*verdict.identity, verdict.body, verdict.reason, now)
+        writer.reject(*verdict.identity, verdict.body, verdict.reason, now, origin=verdict.origin)
     if key is None:
         return None
-    known[key] = verdict.text
+    known[key] = inbox.StoredBody(verdict.text, verdict.row.get("body_sha256"))
     return verdict.row
+
+
+def _same_body(stored: inbox.StoredBody, verdict: _Verdict) -> bool:
+    """Whether ``verdict`` holds the stored event: the same JSON value or, when only the head
+    of a big body was stored, the same bytes (by the whole body's digest)."""
+    if stored.sha256 is not None:
+        return stored.sha256 == hashlib.sha256(verdict.body).hexdigest()
+    return canonical_json(stored.text) == canonical_json(verdict.text)
 
 
 def _reject_reuse(verdict: _Verdict, writer: DecisionWriter, now: datetime) -> None:
@@ -182,7 +201,8 @@ def _reject_reuse(verdict: _Verdict, writer: DecisionWriter, now: datetime) -> N
     _, event_id, _ = verdict.identity
     reason = verdict.reason or f"id {event_id!r} was already used by a different event"
     digest = hashlib.sha256(canonical_json(verdict.text).encode()).hexdigest()
-    writer.reject(*verdict.identity, verdict.body, reason, now, cause="body:" + digest)
+    cause = "body:" + digest
+    writer.reject(*verdict.identity, verdict.body, reason, now, cause=cause, origin=verdict.origin)
 
 
 @dataclass(frozen=True)
@@ -190,6 +210,7 @@ class _Verdict:
     body: bytes
     identity: tuple[str, str | None, str | None]  # tenant (or "unknown"), event id, type
     row: dict[str, Any]
+    origin: outbox.Origin | None
     reason: str | None = None
 
     @property
@@ -199,16 +220,18 @@ class _Verdict:
 
     @property
     def text(self) -> str:
-        """The body as the inbox stores it (exact for every verdict with a key)."""
-        return str(self.row["body"])
+        """The whole body as text (exact for every verdict with a key: its body is UTF-8)."""
+        return self.body.decode("utf-8", errors="replace")
 
 
 def _verdict(message: Incoming, now: datetime) -> _Verdict:
     try:
+        if message.reason is not None:
+            raise InvalidEvent(message.reason)
         _check_content_type(message.content_type)
         event = parse_event(message.body)
     except InvalidEvent as error:
-        return _rejected_verdict(message.body, error.reason, now)
+        return _rejected_verdict(message, error.reason, now)
     row = {
         "tenant": event.tenant,
         "event_id": event.id,
@@ -219,10 +242,11 @@ def _verdict(message: Incoming, now: datetime) -> _Verdict:
         "body": message.body.decode(),
         "state": inbox.NEW,
     }
-    return _Verdict(message.body, (event.tenant, event.id, event.type), row)
+    return _Verdict(message.body, (event.tenant, event.id, event.type), row, message.origin)
 
 
-def _rejected_verdict(body: bytes, reason: str, now: datetime) -> _Verdict:
+def _rejected_verdict(message: Incoming, reason: str, now: datetime) -> _Verdict:
+    body = message.body
     tenant, event_id, type_ = best_effort_identity(body)
     usable = tenant if tenant is not None and TENANT.fullmatch(tenant) else UNKNOWN_TENANT
     if event_id is not None and not 0 < len(event_id) <= MAX_ID:
@@ -234,12 +258,22 @@ def _rejected_verdict(body: bytes, reason: str, now: datetime) -> _Verdict:
         "conversation_id": None,
         "event_time": now,
         "received_at": now,
-        "body": body.decode("utf-8", errors="replace"),
         "state": inbox.REJECTED,
         "reason": reason,
         "applied_at": now,
+        **_kept_columns(keep(body)),
     }
-    return _Verdict(body, (usable, event_id, type_), row, reason)
+    return _Verdict(body, (usable, event_id, type_), row, message.origin, reason)
+
+
+def _kept_columns(kept: KeptBody) -> dict[str, Any]:
+    """The inbox columns of a rejected body: its head, and its size and digest when cut."""
+    cut = kept.truncated
+    return {
+        "body": kept.head.decode("utf-8", errors="replace"),
+        "body_size": kept.size if cut else None,
+        "body_sha256": kept.sha256 if cut else None,
+    }
 
 
 def _check_content_type(content_type: str | None) -> None:

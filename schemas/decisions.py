@@ -13,8 +13,14 @@ NAMESPACE = uuid.UUID("6f3c1f1e-8d0a-4c55-9b8e-3c1a2f7b9d41")
 SOURCE = "chatroute"
 
 
+# The engine emits exactly the fields of these models ("forbid" catches a bug in what it
+# writes), but the exported schema lets a reader take more: new fields may be added without a
+# new version (CONTRACT.md, v2), and a frontend validating strictly must not break on them.
+OPEN_TO_NEW_FIELDS: dict[str, Any] = {"additionalProperties": True}
+
+
 class Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=OPEN_TO_NEW_FIELDS)
 
 
 class Assigned(Data):
@@ -92,12 +98,12 @@ DecisionType = Literal[
 class Decision(BaseModel):
     """The CloudEvents 1.0 envelope of a decision."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=OPEN_TO_NEW_FIELDS)
     specversion: Literal["1.0"]
     id: str
     source: str
     type: DecisionType
-    time: str
+    time: AwareDatetime  # written by format_time; typed for the schema's "date-time"
     tenant: str
     causationid: str
     datacontenttype: Literal["application/json"]

@@ -271,21 +271,27 @@ def parse_event(body: bytes | str) -> Event:
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
+    document = parse_json(raw, "body")
+    if not isinstance(document, dict):
+        raise InvalidEvent(f"an event is a JSON object, not {type(document).__name__}")
+    return document
+
+
+def parse_json(raw: bytes, what: str) -> Any:
+    """The JSON value of ``raw`` (``what`` names it in a reason: "body is not UTF-8"), read as
+    an event's body is; raises ``InvalidEvent``."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InvalidEvent(f"body is not UTF-8: {error.reason} at byte {error.start}") from None
+        raise InvalidEvent(f"{what} is not UTF-8: {error.reason} at byte {error.start}") from None
     if too_deep(text):
         raise InvalidEvent(TOO_DEEP)
     try:
-        document = json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant)
     except RecursionError:  # not reached: too_deep is far below any recursion limit
         raise InvalidEvent(TOO_DEEP) from None
     except ValueError as error:
         raise InvalidEvent(f"invalid JSON: {error}") from None
-    if not isinstance(document, dict):
-        raise InvalidEvent(f"an event is a JSON object, not {type(document).__name__}")
-    return document
 
 
 def too_deep(text: str) -> bool:

@@ -8,16 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema
 
 from schemas import decisions, events
 
 JSON_DIR = Path(__file__).parent / "json"
+# Where each file says it comes from: stable, without a version, because compatible additions
+# keep the contract's version (CONTRACT.md, v2); an incompatible change would get a new $id.
+BASE_ID = "https://chatroute.dev/schemas/"
 
 
 def _schema(
-    title: str, envelope: type[BaseModel], data: dict[str, type[BaseModel]]
+    name: str, title: str, envelope: type[BaseModel], data: dict[str, type[BaseModel]]
 ) -> dict[str, Any]:
     schema = envelope.model_json_schema()
+    schema["$schema"] = GenerateJsonSchema.schema_dialect  # draft 2020-12, what pydantic writes
+    schema["$id"] = BASE_ID + name
     schema["title"] = title
     schema["$defs"] = schema.get("$defs", {})
     variants = []
@@ -38,12 +44,13 @@ def _schema(
 def export_all(directory: Path = JSON_DIR) -> list[Path]:
     """Write ``events.json`` and ``decisions.json`` deterministically; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    documents = {
-        "events.json": _schema("chatroute event", events.Envelope, events.DATA_MODELS),
-        "decisions.json": _schema("chatroute decision", decisions.Decision, decisions.DATA_MODELS),
+    sources = {
+        "events.json": ("chatroute event", events.Envelope, events.DATA_MODELS),
+        "decisions.json": ("chatroute decision", decisions.Decision, decisions.DATA_MODELS),
     }
     paths = []
-    for name, document in documents.items():
+    for name, (title, envelope, data) in sources.items():
+        document = _schema(name, title, envelope, data)
         path = directory / name
         path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         paths.append(path)

@@ -16,7 +16,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import text
 
-from chatroute import amqp, logs, metrics, service
+from chatroute import amqp, cloudevents_amqp, logs, metrics, service
 from chatroute.amqp import (
     DECISIONS_EXCHANGE,
     EVENT_CONTENT_TYPE,
@@ -85,7 +85,7 @@ class Gateway:
             self._hand_off(channel, batch)
 
     def _hand_off(self, channel: BlockingChannel, batch: list[tuple[Any, Any, bytes]]) -> None:
-        messages = [service.Incoming(body, _content_type(props)) for _, props, body in batch]
+        messages = [cloudevents_amqp.incoming(*message) for message in batch]
         tenants = service.ingest(self.rt, messages)
         for tenant in sorted(tenants):
             self.nudge(tenant)
@@ -97,14 +97,6 @@ class Gateway:
 def _keep_nudges_alive() -> None:
     """The gateway nudges through dramatiq's connection of this thread, idle between events."""
     keep_alive("gateway")
-
-
-def _content_type(properties: pika.BasicProperties) -> str | None:
-    """The message's content type as text: pika hands over bytes when it is not UTF-8."""
-    value = properties.content_type
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return value
 
 
 class Publisher(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -49,19 +49,34 @@ def record(session: Session, rows: list[dict[str, Any]]) -> None:
     insert_ignoring_duplicates(session.connection(), tables.inbox, shaped)
 
 
-_OPTIONAL: dict[str, Any] = {"reason": None, "applied_at": None}
+_OPTIONAL: dict[str, Any] = {
+    "reason": None,
+    "applied_at": None,
+    "body_size": None,
+    "body_sha256": None,
+}
 
 
-def bodies(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+class StoredBody(NamedTuple):
+    text: str  # the body, or its head when it was cut (store.kept)
+    sha256: str | None  # of the whole body when it was cut, else None
+
+
+def bodies(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredBody]:
     """The stored body of each of ``keys`` (tenant, event id) the inbox holds already."""
     c = tables.inbox.c
     by_tenant: dict[str, list[str]] = {}
     for tenant, event_id in keys:
         by_tenant.setdefault(tenant, []).append(event_id)
-    found: dict[tuple[str, str], str] = {}
+    found: dict[tuple[str, str], StoredBody] = {}
     for tenant, ids in by_tenant.items():
-        query = select(c.event_id, c.body).where(c.tenant == tenant, c.event_id.in_(ids))
-        found.update(((tenant, event_id), body) for event_id, body in session.execute(query))
+        query = select(c.event_id, c.body, c.body_sha256).where(
+            c.tenant == tenant, c.event_id.in_(ids)
+        )
+        found.update(
+            ((tenant, row.event_id), StoredBody(row.body, row.body_sha256))
+            for row in session.execute(query)
+        )
     return found
 
 

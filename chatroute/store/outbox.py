@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from chatroute.amqp import DECISIONS_EXCHANGE, REJECTED_QUEUE
 from chatroute.store import tables
 from chatroute.store.inbox import insert_ignoring_duplicates
+from chatroute.store.kept import KeptBody
 
 # On PostgreSQL a transaction that adds rows notifies this channel (delivered at commit, once
 # per transaction), so the relay sleeps until there is work instead of polling.
@@ -54,18 +55,46 @@ def decision_row(decision: dict[str, Any], created_at: datetime) -> dict[str, An
     }
 
 
+@dataclass(frozen=True)
+class Origin:
+    """How a message reached ``chat.events``, kept on its rejected copy (known at intake only:
+    the inbox does not record it)."""
+
+    routing_key: str | None = None
+    content_type: str | None = None
+    # CloudEvents binary content mode: the body kept is its structured-mode translation.
+    binary: bool = False
+
+
 def rejected_copy_row(
-    decision_id: str, tenant: str, body: bytes, reason: str, created_at: datetime
+    decision_id: str,
+    tenant: str,
+    body: KeptBody,
+    reason: str,
+    created_at: datetime,
+    origin: Origin | None = None,
 ) -> dict[str, Any]:
-    """An outbox row keeping a rejected event's original body in ``chat.events.rejected``."""
+    """An outbox row keeping a rejected event's original body (at most 64 KiB of it) in
+    ``chat.events.rejected``; the headers say what it was and how it came."""
+    headers: dict[str, Any] = {
+        "x-reject-reason": reason,
+        "x-decision-id": decision_id,
+        "x-body-size": body.size,
+        "x-body-sha256": body.sha256,
+        "x-body-truncated": body.truncated,
+    }
+    if origin is not None:
+        headers["x-original-routing-key"] = origin.routing_key
+        headers["x-original-content-type"] = origin.content_type
+        headers["x-cloudevents-mode"] = "binary" if origin.binary else "structured"
     return {
         "decision_id": f"copy:{decision_id}",
         "tenant": tenant,
         "exchange": "",
         "routing_key": REJECTED_QUEUE,
         "conversation_id": None,
-        "body": body,
-        "headers": {"x-reject-reason": reason, "x-decision-id": decision_id},
+        "body": body.head,
+        "headers": {name: value for name, value in headers.items() if value is not None},
         "created_at": created_at,
     }
 

@@ -220,6 +220,10 @@ inbox = Table(
     Column("attempts", Integer, nullable=False, default=0, server_default="0"),
     # Set when the event's effective time differs from ``event_time`` (see domain.timing).
     Column("effective_at", UTCDateTime),
+    # A rejected body over 64 KiB keeps only its head in ``body``: its whole size and SHA-256
+    # (store.kept); both null when ``body`` is whole.
+    Column("body_size", Integer),
+    Column("body_sha256", String(64)),
     UniqueConstraint("tenant", "event_id"),
     Index("ix_inbox_unapplied", "state", "tenant", "seq"),
 )

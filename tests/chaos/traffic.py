@@ -14,8 +14,9 @@ ahead of the wall clock. So event times run ``lead_s`` ahead: each event is publ
 event timed before a timer is in before the timer falls due by the wall clock. The replay can
 then be the oracle. (The engine trusts an event's time only within its tenant's
 ``clock_skew_s`` of its reception: the chaos sites set it to an hour, so their events keep
-their times, as in the replay, which takes each line's time as its reception time.) (Events of one tenant arriving out of time order, or later than that, and
-a timer falling due among them, may legitimately apply in another order: the contract says
+their times, as in the replay, which takes each line's time as its reception time.)
+(Events of one tenant arriving out of time order, or later than that, and a timer falling
+due among them, may legitimately apply in another order: the contract says
 a timer fires before any event timed after it, not after every event timed before it.)
 """
 

@@ -29,6 +29,7 @@ from chatroute.clock import VirtualClock
 from chatroute.errors import InvalidEvent, reason_kind
 from chatroute.settings import Settings
 from chatroute.store import inbox, tables
+from chatroute.store.kept import KEPT_BYTES
 from schemas.decisions import decision_id
 from schemas.events import best_effort_identity, canonical_json, parse_event
 from tests.builders import START
@@ -84,23 +85,47 @@ def identity(body: bytes) -> tuple[str, str | None, Key | None]:
     return tenant, event_id, None if event_id is None else (tenant, event_id)
 
 
-def expect(message: Message, known: dict[Key, str]) -> Expected:
+def expect(message: Message, known: dict[Key, inbox.StoredBody]) -> Expected:
     """``message``'s outcome; ``known`` maps the keys recorded so far to their bodies."""
     reason = intake_reason(message)
     tenant, event_id, key = identity(message.body)
     if key is not None and key in known:
         text = message.body.decode()
-        if canonical_json(known[key]) == canonical_json(text):
+        if _same_event(known[key], message.body):
             return Expected("repeat", key)
         digest = hashlib.sha256(canonical_json(text).encode()).hexdigest()
         reason = reason or f"id {key[1]!r} was already used by a different event"
         return Expected("conflict", key, reason, decision_id(tenant, "body:" + digest, 0), key[1])
     if key is not None:
-        known[key] = message.body.decode()
+        cut = len(message.body) > KEPT_BYTES
+        known[key] = inbox.StoredBody(message.body.decode(), sha256(message.body) if cut else None)
     if reason is None:
         return Expected("accepted", key)
-    cause = key[1] if key else "body:" + hashlib.sha256(message.body).hexdigest()
+    cause = key[1] if key else "body:" + sha256(message.body)
     return Expected("rejected", key, reason, decision_id(tenant, cause, 0), event_id)
+
+
+def _same_event(stored: inbox.StoredBody, body: bytes) -> bool:
+    """The same JSON value, or, when only the first 64 KiB of the stored one were kept, the
+    same bytes."""
+    if stored.sha256 is not None:
+        return stored.sha256 == sha256(body)
+    return canonical_json(stored.text) == canonical_json(body.decode())
+
+
+def sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def check_copy(kept: bytes, headers: dict[str, Any], body: bytes) -> None:
+    """The copy of a rejected ``body``: it whole, or its first 64 KiB (whole characters),
+    with the whole body's size and digest in its headers."""
+    if len(body) <= KEPT_BYTES:
+        assert kept == body and headers["x-body-truncated"] is False
+    else:
+        assert body.startswith(kept) and KEPT_BYTES - 4 < len(kept) <= KEPT_BYTES
+        assert headers["x-body-truncated"] is True
+    assert (headers["x-body-size"], headers["x-body-sha256"]) == (len(body), sha256(body))
 
 
 def domain_reasons(body: bytes) -> set[str]:
@@ -347,7 +372,8 @@ def check_rejection(
     data = json.loads(rows[did].body)["data"]
     assert (data["reason"], data["event_id"]) == (reason, event_id), data
     copy = rows["copy:" + did]
-    assert copy.body == body and copy.headers["x-reject-reason"] == reason
+    assert copy.headers["x-reject-reason"] == reason
+    check_copy(copy.body, copy.headers, body)
 
 
 def new_decisions(rt: bootstrap.Runtime, mark: int) -> list[tuple[str, str, str, str]]:

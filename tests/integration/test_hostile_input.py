@@ -10,15 +10,16 @@ from typing import Any
 
 import pika
 import pytest
+from pika.spec import Basic
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from chatroute import bootstrap, service
+from chatroute import bootstrap, cloudevents_amqp, service
 from chatroute.settings import Settings
 from chatroute.store import tables
+from chatroute.store.outbox import Origin
 from schemas.events import parse_event
 from tests.builders import Events
-from workers import gateway
 
 
 @pytest.fixture
@@ -248,11 +249,15 @@ def test_the_database_failing_fails_the_intake_whole(
     assert outbox_size(rt) == 0
 
 
-def test_a_content_type_that_is_not_utf8_reaches_the_intake_as_text() -> None:
-    # pika hands such a content type over as bytes, which ended the gateway (TypeError)
+def test_a_content_type_or_routing_key_that_is_not_utf8_reaches_the_intake_as_text() -> None:
+    # pika hands such a short string over as bytes, which ended the gateway (TypeError)
+    method = Basic.Deliver(routing_key=b"key.\xff")
     properties = pika.BasicProperties(content_type=b"text/\xff")
-    assert gateway._content_type(properties) == "text/\\xff"
-    assert gateway._content_type(pika.BasicProperties()) is None
+    message = cloudevents_amqp.incoming(method, properties, b"{}")
+    assert message.content_type == "text/\\xff"
+    assert message.origin == Origin("key.\\xff", "text/\\xff")
+    unset = cloudevents_amqp.incoming(Basic.Deliver(), pika.BasicProperties(), b"{}")
+    assert unset.content_type is None and unset.origin == Origin()
 
 
 def test_a_rule_created_and_deleted_in_one_batch_applies_at_the_first_try(
