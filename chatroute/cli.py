@@ -1,5 +1,5 @@
-"""``chatroute``: replay, stats, gateway, publish, worker, sweeper, migrate. Thin: parse
-arguments, build the runtime, call the services."""
+"""The ``chatroute`` command: its parser and one function per command. Thin: parse arguments,
+build the runtime, call the services."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ from chatroute.health import ROLES
 from chatroute.settings import DEPLOYED_COMMANDS, Settings
 
 NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
+DESCRIPTION = (
+    "chatroute routes the conversations of live-chat frontends: they publish what happens as "
+    "CloudEvents to RabbitMQ, chatroute applies the distribution rules, runs the timers and "
+    "publishes its decisions back. replay, stats, report and history work on a local SQLite "
+    "file by default; the processes of a deployment read CHATROUTE_DATABASE_URL and "
+    "CHATROUTE_AMQP_URL (or their _FILE forms)."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +57,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatroute", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="chatroute",
+        description=DESCRIPTION,
+        epilog="chatroute COMMAND --help tells a command's options.",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     replay = sub.add_parser("replay", help="run events through the workers on a virtual clock")
@@ -99,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--amqp", required=True)
     publish.set_defaults(run=_publish)
 
-    worker = sub.add_parser("worker", help="run routing worker processes, restarted when they die")
+    worker = sub.add_parser("worker", help="run routing and stats workers, restarted if they die")
     worker.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     worker.add_argument("--threads", type=int, default=4)
     worker.add_argument(
@@ -112,9 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     sweeper.add_argument("--amqp")
     sweeper.set_defaults(run=_sweeper)
 
-    health = sub.add_parser(
-        "health", help="exit 0 when the database and broker answer and the role's work is on time"
-    )
+    health = sub.add_parser("health", help="exit 0 when a kind of process is ready (or --live)")
     health.add_argument("--role", choices=ROLES, default="worker")
     health.add_argument(
         "--live", action="store_true", help="only whether the database and broker answer"
