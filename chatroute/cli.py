@@ -102,12 +102,12 @@ def _parser() -> argparse.ArgumentParser:
 
     gateway = sub.add_parser("gateway", help="consume chat.events and relay decisions")
     gateway.add_argument("--db")
-    gateway.add_argument("--amqp", help="AMQP URL (default $CHATROUTE_AMQP_URL)")
+    _amqp_option(gateway)
     gateway.set_defaults(run=_gateway)
 
     publish = sub.add_parser("publish", help="publish a JSON-lines file of events")
-    publish.add_argument("events", type=Path)
-    publish.add_argument("--amqp", required=True)
+    publish.add_argument("events", type=Path, help="a JSON-lines file of events")
+    _amqp_option(publish)
     publish.set_defaults(run=_publish)
 
     worker = sub.add_parser("worker", help="run routing and stats workers, restarted if they die")
@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sweeper = sub.add_parser("sweeper", help="nudge tenants with due timers or waiting events")
     sweeper.add_argument("--db")
-    sweeper.add_argument("--amqp")
+    _amqp_option(sweeper)
     sweeper.set_defaults(run=_sweeper)
 
     health = sub.add_parser("health", help="exit 0 when a kind of process is ready (or --live)")
@@ -134,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--db")
     migrate.set_defaults(run=_migrate)
     return parser
+
+
+def _amqp_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--amqp",
+        help="AMQP URL (default: $CHATROUTE_AMQP_URL, or the file $CHATROUTE_AMQP_URL_FILE "
+        "names; prefer those: other local users can read a command line)",
+    )
 
 
 def _time(value: str) -> datetime:

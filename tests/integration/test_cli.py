@@ -112,9 +112,13 @@ def test_help_says_what_chatroute_is_and_what_each_command_does(tmp_path: Path) 
     assert all(re.fullmatch(r" {4}[a-z]+ {2,}[a-z].{10,}", line) for line in lines), lines
 
 
-def test_commands_needing_a_broker_say_which_setting(tmp_path: Path) -> None:
-    result = chatroute("gateway", cwd=tmp_path)
-    assert result.returncode != 0 and "CHATROUTE_AMQP_URL" in result.stderr
+@pytest.mark.parametrize("command", [["gateway"], ["publish", "events.jsonl"]])
+def test_commands_needing_a_broker_say_which_setting(command: list[str], tmp_path: Path) -> None:
+    result = chatroute(*command, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"chatroute {command[0]}: set --amqp, CHATROUTE_AMQP_URL or CHATROUTE_AMQP_URL_FILE" in (
+        result.stderr
+    )
 
 
 DEPLOYED = [
