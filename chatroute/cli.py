@@ -4,6 +4,7 @@ build the runtime, call the services."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -22,6 +23,10 @@ from chatroute.health import ROLES
 from chatroute.settings import DEPLOYED_COMMANDS, Settings
 
 NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
+# The long-running processes of a deployment: they stop cleanly on SIGTERM or SIGINT.
+SERVICES = frozenset({"gateway", "worker", "sweeper"})
+# Each process of a deployment logs its start and its stop, with the command as its role.
+PROCESSES = SERVICES | {"migrate"}
 DESCRIPTION = (
     "chatroute routes the conversations of live-chat frontends: they publish what happens as "
     "CloudEvents to RabbitMQ, chatroute applies the distribution rules, runs the timers and "
@@ -40,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatroute: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
-    return int(args.run(args, settings) or 0)
+    if args.command in SERVICES:
+        # From the very start: a stop asked for while the process starts up is a clean one too.
+        args.stop = _stop_on_signals()
+    run = functools.partial(args.run, args, settings)
+    return logs.lifetime(args.command, run) if args.command in PROCESSES else int(run())
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -233,12 +242,11 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = bootstrap.install(bootstrap.build(settings, migrate=True))
     _serve_metrics(rt, settings)
-    stop = _stop_on_signals()
     publisher = gateway.AmqpPublisher(amqp_url)
-    relay = threading.Thread(target=gateway.relay, args=(rt, publisher, stop), daemon=True)
+    relay = threading.Thread(target=gateway.relay, args=(rt, publisher, args.stop), daemon=True)
     relay.start()
     nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
-    gateway.Gateway(rt, amqp_url, nudge).run(stop)
+    gateway.Gateway(rt, amqp_url, nudge).run(args.stop)
     relay.join(timeout=5)
     return 0
 
@@ -253,7 +261,7 @@ def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
     _serve_metrics(rt, settings)
     nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
     nudge_stats = nudges.coalesced(rt.claims, broker.STATS_QUEUE, stats.fold_tenant.send)
-    timers.run(rt, nudge, nudge_stats, _stop_on_signals())
+    timers.run(rt, nudge, nudge_stats, args.stop)
     return 0
 
 
@@ -266,11 +274,12 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``dramatiq workers.main``; it stops every process when one dies, so restart it."""
+    """Run ``dramatiq workers.main``; it stops every process when one dies, so restart it.
+    ``workers.run_dramatiq`` is dramatiq's command line with the engine's JSON logs."""
     command = [
         sys.executable,
         "-m",
-        "dramatiq",
+        "workers.run_dramatiq",
         "workers.main",
         "--processes",
         str(args.processes),
@@ -279,7 +288,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         *(["--queues", *args.queues] if args.queues else []),
     ]
     with _worker_metrics_folder(settings) as folder:
-        return _run_restarting(command, settings, folder)
+        return _run_restarting(command, settings, folder, args.stop)
 
 
 @contextmanager
@@ -294,11 +303,12 @@ def _worker_metrics_folder(settings: Settings) -> Iterator[Path | None]:
             yield Path(folder)
 
 
-def _run_restarting(command: list[str], settings: Settings, metrics: Path | None) -> int:
+def _run_restarting(
+    command: list[str], settings: Settings, metrics: Path | None, stop: threading.Event
+) -> int:
     from workers import broker
 
     env = {**os.environ, **(broker.prometheus_env(settings, metrics) if metrics else {})}
-    stop = _stop_on_signals()
     while not stop.is_set():
         if metrics:
             broker.clear_prometheus_folder(metrics)
@@ -308,7 +318,7 @@ def _run_restarting(command: list[str], settings: Settings, metrics: Path | None
         if stop.is_set():
             child.send_signal(signal.SIGTERM)
             return child.wait()
-        print(f"chatroute worker: workers exited ({child.returncode}); restarting", file=sys.stderr)
+        logs.get("chatroute.worker").warning("workers_restarting", exit_status=child.returncode)
         stop.wait(1.0)
     return 0
 
@@ -323,7 +333,7 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap.build(settings, migrate=True)
-    print("database at the newest migration", file=sys.stderr)
+    logs.get("chatroute.migrate").info("database_at_newest_migration")
     return 0
 
 
