@@ -1,9 +1,10 @@
-"""``chatroute``: replay, stats, gateway, publish, worker, sweeper, migrate. Thin: parse
-arguments, build the runtime, call the services."""
+"""The ``chatroute`` command: its parser and one function per command. Thin: parse arguments,
+build the runtime, call the services."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -22,6 +23,17 @@ from chatroute.health import ROLES
 from chatroute.settings import DEPLOYED_COMMANDS, Settings
 
 NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
+# The long-running processes of a deployment: they stop cleanly on SIGTERM or SIGINT.
+SERVICES = frozenset({"gateway", "worker", "sweeper"})
+# Each process of a deployment logs its start and its stop, with the command as its role.
+PROCESSES = SERVICES | {"migrate"}
+DESCRIPTION = (
+    "chatroute routes the conversations of live-chat frontends: they publish what happens as "
+    "CloudEvents to RabbitMQ, chatroute applies the distribution rules, runs the timers and "
+    "publishes its decisions back. replay, stats, report and history work on a local SQLite "
+    "file by default; the processes of a deployment read CHATROUTE_DATABASE_URL and "
+    "CHATROUTE_AMQP_URL (or their _FILE forms)."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatroute: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
-    return int(args.run(args, settings) or 0)
+    if args.command in SERVICES:
+        # From the very start: a stop asked for while the process starts up is a clean one too.
+        args.stop = _stop_on_signals()
+    run = functools.partial(args.run, args, settings)
+    return logs.lifetime(args.command, run) if args.command in PROCESSES else int(run())
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -50,7 +66,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatroute", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="chatroute",
+        description=DESCRIPTION,
+        epilog="chatroute COMMAND --help tells a command's options.",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     replay = sub.add_parser("replay", help="run events through the workers on a virtual clock")
@@ -91,15 +111,15 @@ def _parser() -> argparse.ArgumentParser:
 
     gateway = sub.add_parser("gateway", help="consume chat.events and relay decisions")
     gateway.add_argument("--db")
-    gateway.add_argument("--amqp", help="AMQP URL (default $CHATROUTE_AMQP_URL)")
+    _amqp_option(gateway)
     gateway.set_defaults(run=_gateway)
 
     publish = sub.add_parser("publish", help="publish a JSON-lines file of events")
-    publish.add_argument("events", type=Path)
-    publish.add_argument("--amqp", required=True)
+    publish.add_argument("events", type=Path, help="a JSON-lines file of events")
+    _amqp_option(publish)
     publish.set_defaults(run=_publish)
 
-    worker = sub.add_parser("worker", help="run routing worker processes, restarted when they die")
+    worker = sub.add_parser("worker", help="run routing and stats workers, restarted if they die")
     worker.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     worker.add_argument("--threads", type=int, default=4)
     worker.add_argument(
@@ -109,12 +129,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sweeper = sub.add_parser("sweeper", help="nudge tenants with due timers or waiting events")
     sweeper.add_argument("--db")
-    sweeper.add_argument("--amqp")
+    _amqp_option(sweeper)
     sweeper.set_defaults(run=_sweeper)
 
-    health = sub.add_parser(
-        "health", help="exit 0 when the database and broker answer and the role's work is on time"
-    )
+    health = sub.add_parser("health", help="exit 0 when a kind of process is ready (or --live)")
     health.add_argument("--role", choices=ROLES, default="worker")
     health.add_argument(
         "--live", action="store_true", help="only whether the database and broker answer"
@@ -125,6 +143,14 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--db")
     migrate.set_defaults(run=_migrate)
     return parser
+
+
+def _amqp_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--amqp",
+        help="AMQP URL (default: $CHATROUTE_AMQP_URL, or the file $CHATROUTE_AMQP_URL_FILE "
+        "names; prefer those: other local users can read a command line)",
+    )
 
 
 def _time(value: str) -> datetime:
@@ -216,12 +242,11 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = bootstrap.install(bootstrap.build(settings, migrate=True))
     _serve_metrics(rt, settings)
-    stop = _stop_on_signals()
     publisher = gateway.AmqpPublisher(amqp_url)
-    relay = threading.Thread(target=gateway.relay, args=(rt, publisher, stop), daemon=True)
+    relay = threading.Thread(target=gateway.relay, args=(rt, publisher, args.stop), daemon=True)
     relay.start()
     nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
-    gateway.Gateway(rt, amqp_url, nudge).run(stop)
+    gateway.Gateway(rt, amqp_url, nudge).run(args.stop)
     relay.join(timeout=5)
     return 0
 
@@ -236,7 +261,7 @@ def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
     _serve_metrics(rt, settings)
     nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
     nudge_stats = nudges.coalesced(rt.claims, broker.STATS_QUEUE, stats.fold_tenant.send)
-    timers.run(rt, nudge, nudge_stats, _stop_on_signals())
+    timers.run(rt, nudge, nudge_stats, args.stop)
     return 0
 
 
@@ -249,11 +274,12 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``dramatiq workers.main``; it stops every process when one dies, so restart it."""
+    """Run ``dramatiq workers.main``; it stops every process when one dies, so restart it.
+    ``workers.run_dramatiq`` is dramatiq's command line with the engine's JSON logs."""
     command = [
         sys.executable,
         "-m",
-        "dramatiq",
+        "workers.run_dramatiq",
         "workers.main",
         "--processes",
         str(args.processes),
@@ -262,7 +288,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         *(["--queues", *args.queues] if args.queues else []),
     ]
     with _worker_metrics_folder(settings) as folder:
-        return _run_restarting(command, settings, folder)
+        return _run_restarting(command, settings, folder, args.stop)
 
 
 @contextmanager
@@ -277,11 +303,12 @@ def _worker_metrics_folder(settings: Settings) -> Iterator[Path | None]:
             yield Path(folder)
 
 
-def _run_restarting(command: list[str], settings: Settings, metrics: Path | None) -> int:
+def _run_restarting(
+    command: list[str], settings: Settings, metrics: Path | None, stop: threading.Event
+) -> int:
     from workers import broker
 
     env = {**os.environ, **(broker.prometheus_env(settings, metrics) if metrics else {})}
-    stop = _stop_on_signals()
     while not stop.is_set():
         if metrics:
             broker.clear_prometheus_folder(metrics)
@@ -291,7 +318,7 @@ def _run_restarting(command: list[str], settings: Settings, metrics: Path | None
         if stop.is_set():
             child.send_signal(signal.SIGTERM)
             return child.wait()
-        print(f"chatroute worker: workers exited ({child.returncode}); restarting", file=sys.stderr)
+        logs.get("chatroute.worker").warning("workers_restarting", exit_status=child.returncode)
         stop.wait(1.0)
     return 0
 
@@ -306,7 +333,7 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap.build(settings, migrate=True)
-    print("database at the newest migration", file=sys.stderr)
+    logs.get("chatroute.migrate").info("database_at_newest_migration")
     return 0
 
 

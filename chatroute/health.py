@@ -81,7 +81,11 @@ def _oldest_uncounted_change() -> Any:
     by its last change, so a worker that is down shows late as soon as changes stop coming.
     """
     c, k, tenants = tables.conversations.c, tables.stats_checkpoints.c, tables.tenants.c
-    folded = select(k.seq).where(k.tenant == tenants.tenant).scalar_subquery()
+    # Correlated by hand: nested two deep, it would otherwise read every tenant's checkpoint
+    # (PostgreSQL refuses the many rows; SQLite quietly takes the first one).
+    folded = (
+        select(k.seq).where(k.tenant == tenants.tenant).correlate(tables.tenants).scalar_subquery()
+    )
     oldest = (
         select(func.min(c.stats_changed_at))
         .where(c.tenant == tenants.tenant, c.stats_seq > func.coalesce(folded, -1))

@@ -281,7 +281,8 @@ def _check_content_type(content_type: str | None) -> None:
         return
     base = content_type.split(";")[0].strip().lower()
     if base not in ACCEPTED_CONTENT_TYPES:
-        raise InvalidEvent(f"content type {content_type!r} is not application/cloudevents+json")
+        accepted = " or ".join(sorted(ACCEPTED_CONTENT_TYPES))
+        raise InvalidEvent(f"content type {content_type!r} is not {accepted}")
 
 
 def _ensure_tenants(session: Session, tenants_seen: set[str]) -> None:

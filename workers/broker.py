@@ -91,10 +91,22 @@ class LogContext(Middleware):
         structlog.contextvars.clear_contextvars()
 
 
+class ProcessLog(Middleware):
+    """Logs a worker process's start, once it consumes its queues, and its stop."""
+
+    ROLE = "worker_process"
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        logs.process_started(self.ROLE, queues=sorted(worker.consumers))
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        logs.process_stopped(self.ROLE)
+
+
 def build(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
     """RabbitMQ with publisher confirms when ``amqp_url`` is set, else the in-process broker.
-    A ``worker`` process (``dramatiq workers.main``) also counts its messages for Prometheus
-    when ``worker_metrics_port`` is set."""
+    A ``worker`` process (``dramatiq workers.main``) also logs its start and stop, and counts
+    its messages for Prometheus when ``worker_metrics_port`` is set."""
     broker: dramatiq.Broker
     if settings.amqp_url:
         kind = WorkerRabbitmqBroker if worker else RabbitmqBroker
@@ -103,6 +115,8 @@ def build(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
         broker = StubBroker()
         broker.emit_after("process_boot")
     broker.add_middleware(LogContext())
+    if worker:
+        broker.add_middleware(ProcessLog())
     if worker and settings.amqp_url and settings.worker_metrics_port is not None:
         # Imported only here: the module reads its port and folder when imported.
         from dramatiq.middleware.prometheus import Prometheus
@@ -141,8 +155,12 @@ def install(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
 
 
 def ensure(*, worker: bool = False) -> dramatiq.Broker:
-    """The installed broker, or one built from the environment."""
-    return install(Settings.from_env(), worker=worker)
+    """The installed broker, or one built from the environment. A ``worker`` process logs
+    JSON lines from here on, to where dramatiq collects its worker processes' output."""
+    settings = Settings.from_env()
+    if worker:
+        logs.configure(settings.log_level)
+    return install(settings, worker=worker)
 
 
 def keep_alive(role: str) -> None:

@@ -97,6 +97,6 @@ def test_unreachable_services_log_no_password(tmp_path: Path) -> None:
     gateway = run_for(30, "gateway", env=env)
     # Then both say what failed, and no password appears
     assert '"database": false' in health and '"broker": false' in health
-    assert 'role "nobody" does not exist' in gateway
+    assert r"role \"nobody\" does not exist" in gateway  # in a JSON line, quotes are escaped
     for output in (health, gateway):
         assert MQ_PASSWORD not in output and DB_PASSWORD not in output

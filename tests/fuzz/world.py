@@ -62,7 +62,9 @@ def intake_reason(message: Message) -> str | None:
     content_type = message.content_type
     base = (content_type or "").split(";")[0].strip().lower()
     if content_type is not None and base not in service.ACCEPTED_CONTENT_TYPES:
-        return f"content type {content_type!r} is not application/cloudevents+json"
+        return (
+            f"content type {content_type!r} is not application/cloudevents+json or application/json"
+        )
     try:
         parse_event(message.body)
     except InvalidEvent as error:

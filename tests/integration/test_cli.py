@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -93,9 +94,31 @@ def test_replay_of_a_missing_file_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no such file" in result.stderr
 
 
-def test_commands_needing_a_broker_say_which_setting(tmp_path: Path) -> None:
-    result = chatroute("gateway", cwd=tmp_path)
-    assert result.returncode != 0 and "CHATROUTE_AMQP_URL" in result.stderr
+COMMANDS = ["replay", "stats", "report", "history", "prune", "gateway", "publish", "worker",
+            "sweeper", "health", "migrate"]  # fmt: skip
+
+
+def test_help_says_what_chatroute_is_and_what_each_command_does(tmp_path: Path) -> None:
+    # When a new user asks for help, on an 80-column terminal
+    result = chatroute("--help", cwd=tmp_path, env={"COLUMNS": "80"})
+    # Then it opens with a sentence about chatroute, not a docstring's fragment ...
+    assert result.returncode == 0, result.stderr
+    _usage, description, listing, *_ = result.stdout.split("\n\n")
+    assert description.startswith("chatroute routes the conversations of live-chat frontends")
+    assert "``" not in result.stdout
+    # ... and gives each command one line that says what it does
+    lines = listing.splitlines()[2:]  # after "positional arguments:" and "COMMAND"
+    assert [line.split()[0] for line in lines] == COMMANDS
+    assert all(re.fullmatch(r" {4}[a-z]+ {2,}[a-z].{10,}", line) for line in lines), lines
+
+
+@pytest.mark.parametrize("command", [["gateway"], ["publish", "events.jsonl"]])
+def test_commands_needing_a_broker_say_which_setting(command: list[str], tmp_path: Path) -> None:
+    result = chatroute(*command, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"chatroute {command[0]}: set --amqp, CHATROUTE_AMQP_URL or CHATROUTE_AMQP_URL_FILE" in (
+        result.stderr
+    )
 
 
 DEPLOYED = [

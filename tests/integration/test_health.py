@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from chatroute import bootstrap, service, stats
 from chatroute.clock import VirtualClock
@@ -91,6 +91,74 @@ def test_the_stats_worker_is_late_by_its_oldest_change_not_counted(db_url: str) 
     # When it counts the change, it is on time again
     stats.fold_tenant(rt, "shop-1")
     assert check(settings, "stats", NOW)["stats_lag_s"] == 0
+
+
+def deliver(settings: Settings, at: datetime, events: list[dict[str, object]]) -> None:
+    """``events`` taken in and applied at ``at``, as the gateway and a worker would."""
+    rt = bootstrap.build(settings, VirtualClock(at), migrate=True)
+    service.ingest(rt, [service.Incoming(json.dumps(e).encode()) for e in events])
+    for tenant in {str(e["tenant"]) for e in events}:
+        service.apply_tenant(rt, tenant)
+    rt.engine.dispose()
+
+
+def three_tenants_with_statistics(url: str, now: datetime) -> None:
+    """Three tenants counted by the stats worker, two of them changed since: the oldest
+    change not counted is shop-2's, 90 s before ``now`` (shop-3's is 40 s old).
+
+    shop-1's checkpoint is far above the others' and its changes are long counted: a lag read
+    against another tenant's checkpoint (shop-1's or theirs) finds no change, or shop-1's."""
+    settings = Settings(database_url=url)
+    shops = {tenant: Events(tenant) for tenant in ("shop-1", "shop-2", "shop-3")}
+    for shop in shops.values():
+        shop.rule("all", "G")
+        shop.respondent("a", ["G"], slots=10)
+    for n in range(6):
+        shops["shop-1"].start(f"c{n}")
+    for tenant in ("shop-2", "shop-3"):
+        shops[tenant].start("c0")
+    deliver(settings, now - timedelta(seconds=600), [e for s in shops.values() for e in s.lines])
+    rt = bootstrap.build(settings)
+    for tenant in shops:
+        stats.fold_tenant(rt, tenant)
+    for tenant, age in (("shop-2", 90), ("shop-3", 40)):
+        posted = shops[tenant].event(
+            "message.posted", conversation="c0", author="respondent", respondent="a"
+        )
+        deliver(settings, now - timedelta(seconds=age), [posted])
+    with rt.engine.begin() as connection:  # the relay sent every decision
+        connection.execute(update(tables.outbox).values(sent_at=now - timedelta(seconds=600)))
+    rt.engine.dispose()
+
+
+def test_the_stats_lag_is_the_oldest_change_not_counted_across_tenants(db_url: str) -> None:
+    # Given three tenants with statistics, two of them changed since they were counted
+    three_tenants_with_statistics(db_url, NOW)
+    # Then every role sees the database, the stats worker is late by shop-2's change, and
+    # only it is not ready
+    reports = {role: check(Settings(database_url=db_url), role, NOW) for role in ROLES}
+    assert {role: r["database"] for role, r in reports.items()} == dict.fromkeys(ROLES, True)
+    assert {role: r["stats_lag_s"] for role, r in reports.items()} == dict.fromkeys(ROLES, 90)
+    assert {role: r["ready"] for role, r in reports.items()} == {
+        "gateway": True, "worker": True, "sweeper": True, "stats": False,
+    }  # fmt: skip
+
+
+def test_the_command_reports_each_role_with_three_tenants_counted(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Given three tenants with statistics, shop-2 changed 90 s ago and not counted since
+    three_tenants_with_statistics(db_url, datetime.now(UTC))
+    env = {"CHATROUTE_DATABASE_URL": db_url}
+    for role in ROLES:
+        # When ops ask for each role's health
+        result = chatroute("health", "--role", role, cwd=tmp_path, env=env)
+        # Then it read the database, and only the stats worker is late (by shop-2's change)
+        report = json.loads(result.stdout)
+        assert report["database"] is True, report
+        assert report["stats_lag_s"] == pytest.approx(90, abs=30)
+        late = (False, 1) if role == "stats" else (True, 0)
+        assert (report["ready"], result.returncode) == late, report
 
 
 def test_live_asks_only_whether_the_services_answer(tmp_path: Path) -> None:

@@ -10,13 +10,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from chatroute import bootstrap, metrics
 from chatroute.amqp import DECISIONS_EXCHANGE
+from chatroute.clock import VirtualClock
 from chatroute.settings import Settings
 from chatroute.store.outbox import OutgoingMessage
 from tests.builders import Events, jsonl
+from tests.integration.test_health import NOW, three_tenants_with_statistics
 from workers.replay import replay
 
 
@@ -101,3 +103,17 @@ def test_the_endpoint_serves_them(tmp_path: Path) -> None:
     page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     assert 'chatroute_queue_length{group="G",tenant="shop-1"} 2.0' in page
     assert "chatroute_decisions_published_total" in page
+
+
+def test_the_stats_lag_is_the_oldest_change_not_counted_across_tenants(db_url: str) -> None:
+    # Given three tenants with statistics, shop-2 changed 90 s ago and not counted since
+    three_tenants_with_statistics(db_url, NOW)
+    rt = bootstrap.build(Settings(database_url=db_url), VirtualClock(NOW))
+    registry = CollectorRegistry()
+    registry.register(metrics.EngineCollector(rt))
+    # When Prometheus scrapes
+    page = generate_latest(registry).decode()
+    # Then the stats lag is shop-2's, and nothing else is late
+    assert "chatroute_stats_lag_seconds 90.0" in page
+    assert "chatroute_oldest_unapplied_seconds 0.0" in page
+    assert "chatroute_outbox_backlog 0.0" in page
