@@ -198,17 +198,19 @@ def measured(
     database: str, decisions: DecisionLog, baseline: dict[str, float], sent: dict[str, float]
 ) -> dict[str, Any]:
     """Cold's latency alone and during the burst (whole, and its first ``FIRST_S``), and where
-    its time went during the burst."""
+    its time went in each phase."""
     caused = arrivals(decisions, sent)
+    alone = arrivals(decisions, baseline)
     first = {
         event: at for event, at in sent.items() if at < min(sent.values(), default=0) + FIRST_S
     }
     return {
-        "baseline": percentiles(delays(baseline, arrivals(decisions, baseline))),
+        "baseline": percentiles(delays(baseline, alone)),
         "burst": percentiles(delays(sent, caused)),
         "first": percentiles(delays(first, arrivals(decisions, first))),
         "cold_starts": len(sent),
         "cold_decided": len({cause for cause, _ in caused.values()}),
+        "stages_alone": stages(database, baseline, alone),
         "stages": stages(database, sent, caused),
     }
 
@@ -222,7 +224,10 @@ def report(figures: dict[str, Any]) -> str:
         f"noisy: its first {FIRST_S:.0f} s:     {spread(figures['first'])}",
         *(
             f"noisy:   of which {stage:8} p50_ms={p['p50_ms']:.0f} p99_ms={p['p99_ms']:.0f}"
-            for stage, p in figures["stages"].items()
+            f" (alone: {alone['p50_ms']:.0f}, {alone['p99_ms']:.0f})"
+            for (stage, p), alone in zip(
+                figures["stages"].items(), figures["stages_alone"].values(), strict=True
+            )
         ),
         f"noisy: hot events={figures['hot_events']} published in {figures['hot_publish_s']:.1f} s,"
         f" drained in {figures['hot_drain_s']:.1f} s",
