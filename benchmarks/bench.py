@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,7 +121,7 @@ def latency(rate: int, seconds: float, processes: int = 2) -> dict[str, float]:
         wait_until(lambda: throughput.inbox_states(database)["applied"] == len(setup), 120, "setup")
         kinds = throughput.process_kinds(run)
         before = {kind: throughput.cpu_seconds(pids) for kind, pids in kinds.items()}
-        _paced(vhost.url, traffic, rate, sent)
+        paced(vhost.url, traffic, rate, sent)
         wait_until(lambda: throughput._settled(database, len(setup) + len(traffic)), 300, "applied")
         time.sleep(1.0)  # the relay's last batch
         cpu = {
@@ -133,18 +134,28 @@ def latency(rate: int, seconds: float, processes: int = 2) -> dict[str, float]:
         run.stop()
         decisions.stop()
         vhost.delete()
-    arrivals = {
+    caused = arrivals(decisions, sent)
+    late = delays(sent, caused)
+    figures = {"rate": float(rate), "decisions": float(len(late)), **percentiles(late), **cpu}
+    return figures | {"stages": stages(database, sent, caused)}
+
+
+def arrivals(decisions: DecisionLog, sent: dict[str, float]) -> dict[str, tuple[str, float]]:
+    """Each decision caused by an event of ``sent``: its id -> (the event's id, its arrival)."""
+    return {
         d["id"]: (d["causationid"], arrived)
         for d, arrived in zip(decisions.decisions, decisions.arrived, strict=False)
         if d["causationid"] in sent
     }
-    late = sorted(1000 * (arrived - sent[cause]) for cause, arrived in arrivals.values())
-    figures = {"rate": float(rate), "decisions": float(len(late)), **_percentiles(late), **cpu}
-    return figures | {"stages": _stages(database, sent, arrivals)}
 
 
-def _stages(
-    database: str, sent: dict[str, float], arrivals: dict[str, tuple[str, float]]
+def delays(sent: dict[str, float], caused: dict[str, tuple[str, float]]) -> list[float]:
+    """Milliseconds from each event's publish to each of its decisions' arrival, sorted."""
+    return sorted(1000 * (arrived - sent[cause]) for cause, arrived in caused.values())
+
+
+def stages(
+    database: str, sent: dict[str, float], caused: dict[str, tuple[str, float]]
 ) -> dict[str, dict[str, float]]:
     """Where the time goes, from the rows' clocks (event ids are unique across tenants here):
     publish to the gateway's intake, intake to the routing transaction's start, that start to
@@ -156,16 +167,19 @@ def _stages(
         relayed = {d: (created, sent_at) for d, created, sent_at in rows}
     engine.dispose()
     spans: dict[str, list[float]] = {"intake": [], "routing": [], "relay": [], "delivery": []}
-    for decision_id, (cause, arrived) in arrivals.items():
+    for decision_id, (cause, arrived) in caused.items():
         created, published = relayed[decision_id]
         marks = [sent[cause], intake[cause].timestamp(), created.timestamp(), published.timestamp()]
         for name, start, end in zip(spans, marks, [*marks[1:], arrived], strict=True):
             spans[name].append(1000 * (end - start))
-    return {name: _percentiles(sorted(values)) for name, values in spans.items()}
+    return {name: percentiles(sorted(values)) for name, values in spans.items()}
 
 
-def _paced(amqp_url: str, events: list[dict[str, Any]], rate: int, sent: dict[str, float]) -> None:
-    """One publisher with confirms, sending ``rate`` events/s on a fixed schedule."""
+def paced(
+    amqp_url: str, events: Iterable[dict[str, Any]], rate: float, sent: dict[str, float]
+) -> None:
+    """One publisher with confirms, sending ``rate`` events/s on a fixed schedule (``events``
+    may be a generator that decides when to stop)."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = connection.channel()
     channel.confirm_delivery()
@@ -182,7 +196,7 @@ def _paced(amqp_url: str, events: list[dict[str, Any]], rate: int, sent: dict[st
     connection.close()
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {
             "p50_ms": float("nan"),

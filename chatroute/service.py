@@ -26,8 +26,8 @@ from chatroute.bootstrap import Runtime
 from chatroute.domain import lifecycle, timing
 from chatroute.domain.model import Decision, TenantSettings, Timer, TimerState
 from chatroute.errors import InvalidEvent, Rejected, UnknownConversation, reason_kind
-from chatroute.store import attempts, inbox, outbox, tables
-from chatroute.store.inbox import InboxRow, insert_ignoring_duplicates
+from chatroute.store import attempts, inbox, outbox, tenants
+from chatroute.store.inbox import InboxRow
 from chatroute.store.kept import KeptBody, keep
 from chatroute.store.view import NOW, SqlTenantView
 from schemas.decisions import make_decision
@@ -161,7 +161,7 @@ def _ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
         rows = [row for v in verdicts if (row := _take(v, known, writer, now)) is not None]
         inbox.record(session, rows)
         accepted = {str(r["tenant"]) for r in rows if r["state"] == inbox.NEW}
-        _ensure_tenants(session, accepted)
+        tenants.ensure(session, accepted)
         outbox.add(session, writer.rows)
     return accepted
 
@@ -283,11 +283,6 @@ def _check_content_type(content_type: str | None) -> None:
     if base not in ACCEPTED_CONTENT_TYPES:
         accepted = " or ".join(sorted(ACCEPTED_CONTENT_TYPES))
         raise InvalidEvent(f"content type {content_type!r} is not {accepted}")
-
-
-def _ensure_tenants(session: Session, tenants_seen: set[str]) -> None:
-    rows: list[dict[str, object]] = [{"tenant": t} for t in sorted(tenants_seen)]
-    insert_ignoring_duplicates(session.connection(), tables.tenants, rows)
 
 
 # ---------------------------------------------------------------- applying a tenant's events

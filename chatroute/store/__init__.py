@@ -4,4 +4,5 @@
 - ``db``: engines, migrations, sessions.
 - ``view``: ``SqlTenantView``, the domain's ``TenantView`` on a session.
 - ``inbox`` / ``outbox``: events in (idempotent by tenant and id), decisions out.
+- ``tenants``: a tenant's row, added by the intake without waiting for its routing.
 """
