@@ -24,8 +24,18 @@ from chatroute.store import tables
 
 # Columns whose values depend on how events were split into transactions, or on the clock that
 # dated them, not on what the events decided: optimistic versions, statistics stamps and their
-# times (the wall clock's or the replay's), try counters.
-VOLATILE = {"version", "stats_seq", "stats_counter", "stats_changed_at", "attempts"}
+# times (the wall clock's or the replay's), try counters, and a tenant's count of events moved
+# to another time with its last effective time (the replay receives a line at its time, the
+# pipeline a while before: a site's first event, applied before it sets clock_skew_s, moves).
+VOLATILE = {
+    "version",
+    "stats_seq",
+    "stats_counter",
+    "stats_changed_at",
+    "attempts",
+    "adjusted_events",
+    "effective_at",
+}
 STATE_TABLES = tables.ROUTING_STATE
 OPEN_STATES = {"unrouted", "queued", "assigned", "pending", "snoozed"}
 HELD_STATES = {"assigned", "pending", "snoozed"}

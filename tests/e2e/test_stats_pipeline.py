@@ -5,6 +5,7 @@ where each is delivered once, and both equal ``chatroute replay``'s."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ def workload(tenant: str, commission: dict[str, Any]) -> list[dict[str, Any]]:
     """Everything goes to a first; a transfers every third to b (pending until b comes),
     b sends every sixth back (A -> B -> A); answers, snoozes, replies, sales, ratings, a
     re-rating and closes."""
-    shop = Events(tenant)
-    # Dated on a fixed day and delivered twice, minutes apart: the tenant trusts its
-    # frontend's clock, so statistics follow the events' own times in every delivery.
+    # Delivered twice, minutes apart, so dated an hour ahead, and the tenant trusts its
+    # frontend's clock: statistics follow the events' own times in every delivery (only the
+    # first event, applied before it sets clock_skew_s, is moved, and it decides nothing).
+    shop = Events(tenant, now=datetime.now(UTC) + timedelta(hours=1))
     shop.event("tenant.updated", commission=commission, clock_skew_s=TRUSTED_CLOCK_S)
     shop.rule("all", "G")
     shop.respondent("a", ["G"], slots=1000)
