@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("events", type=Path, help="a JSON-lines file of events")
     replay.add_argument("--db", help="database URL (default $CHATROUTE_DATABASE_URL)")
     replay.add_argument("--until", type=_time, help="fire timers due by this time at the end")
+    replay.add_argument(
+        "--stamped",
+        action="store_true",
+        help='lines are {"body": ..., "received_at": ...}: messages as a pipeline received them',
+    )
     replay.set_defaults(run=_replay)
 
     stats = sub.add_parser("stats", help="statistics per respondent, group or day")
@@ -161,14 +166,19 @@ def _time(value: str) -> datetime:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.replay import replay
+    from workers.replay import InvalidStamp, read_stamped, replay
 
     if not args.events.exists():
         print(f"chatroute replay: no such file: {args.events}", file=sys.stderr)
         return 2
     with args.events.open("rb") as lines:
         progress = sys.stderr if sys.stderr.isatty() else None
-        replay(settings, lines, sys.stdout, until=args.until, progress=progress)
+        try:
+            source = read_stamped(lines) if args.stamped else lines
+            replay(settings, source, sys.stdout, until=args.until, progress=progress)
+        except InvalidStamp as error:
+            print(f"chatroute replay: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

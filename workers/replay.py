@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO
@@ -70,6 +70,32 @@ def replay(
 
 
 Stamped = tuple[bytes, datetime]  # a line and when it was received
+
+
+def read_stamped(lines: Iterable[bytes]) -> Iterator[bytes | Stamped]:
+    """Lines of ``chatroute replay --stamped``: ``{"body": "<the message as received>",
+    "received_at": "<RFC 3339>" or null}`` each, as a pipeline received them (its inbox)."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            stamp = json.loads(line)
+            body = stamp["body"].encode()
+            received = stamp.get("received_at")
+            yield body if received is None else (body, _aware(received))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise InvalidStamp(f"line {number}: not a stamped line ({error!r})") from error
+
+
+class InvalidStamp(ValueError):
+    """A ``--stamped`` line without a body and a reception time."""
+
+
+def _aware(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset")
+    return moment
 
 
 @dataclass

@@ -295,9 +295,11 @@ def _backlog(rt: bootstrap.Runtime) -> tuple[int, int, int, int, int]:
 
 
 class _Oracle:
-    """``chatroute replay`` of each tenant's events, in the order the pipeline recorded them,
-    each tenant alone (tenants are independent, and alone each one's virtual clock follows its
-    own events, as the pipeline's timers do), with the same settings."""
+    """``chatroute replay --stamped`` of each tenant's events, in the order the pipeline
+    recorded them and stamped with the moments it received them (the contract: the pipeline
+    decides what a replay of its events so stamped decides), each tenant alone (tenants are
+    independent, and alone each one's virtual clock follows its own events, as the pipeline's
+    timers do), with the same settings."""
 
     def __init__(
         self,
@@ -307,10 +309,10 @@ class _Oracle:
         horizon: datetime,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        by_tenant: dict[str, list[str]] = defaultdict(list)
+        by_tenant: dict[str, list[tuple[str, datetime | None]]] = defaultdict(list)
         for entry in seen:
-            by_tenant[entry.tenant].append(entry.body)
-        by_tenant["keyless"] = keyless
+            by_tenant[entry.tenant].append((entry.body, entry.received_at))
+        by_tenant["keyless"] = [(body, None) for body in keyless]
         with ThreadPoolExecutor(max_workers=2) as pool:
             done = list(
                 pool.map(
@@ -331,10 +333,10 @@ class _Oracle:
 
 
 def _replay(
-    directory: Path, tenant: str, bodies: list[str], horizon: datetime
+    directory: Path, tenant: str, bodies: list[tuple[str, datetime | None]], horizon: datetime
 ) -> tuple[list[dict[str, Any]], str]:
     events = directory / f"{tenant}.jsonl"
-    events.write_text("".join(body.replace("\n", " ") + "\n" for body in bodies))
+    events.write_text("".join(_stamped(body, received) + "\n" for body, received in bodies))
     url = f"sqlite:///{directory / tenant}.db"
     until = horizon.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     env = {
@@ -350,6 +352,7 @@ def _replay(
             "-m",
             "chatroute.cli",
             "replay",
+            "--stamped",
             str(events),
             "--db",
             url,
@@ -362,6 +365,11 @@ def _replay(
         cwd=ROOT,
     )
     return [json.loads(line) for line in done.stdout.splitlines()], url
+
+
+def _stamped(body: str, received: datetime | None) -> str:
+    moment = None if received is None else received.isoformat()
+    return json.dumps({"body": body, "received_at": moment})
 
 
 def _keep(path: Path, decisions: list[dict[str, Any]], arrived: list[float] | None = None) -> None:

@@ -94,6 +94,31 @@ def test_replay_of_a_missing_file_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no such file" in result.stderr
 
 
+def test_a_stamped_replay_receives_each_line_when_its_stamp_says(tmp_path: Path) -> None:
+    # Given a conversation whose frontend dated it a day ahead, stamped with when it came in
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"])
+    came_in = shop.now + timedelta(minutes=1)
+    shop.at(came_in + timedelta(days=1)).start("c1")
+    stamps = [None] * (len(shop.lines) - 1) + [rfc3339(came_in)]
+    lines = [
+        json.dumps({"body": json.dumps(event), "received_at": stamp})
+        for event, stamp in zip(shop.lines, stamps, strict=True)
+    ]
+    (tmp_path / "stamped.jsonl").write_text("\n".join(lines) + "\n")
+    # When it is replayed --stamped
+    replayed = chatroute("replay", "--stamped", "stamped.jsonl", cwd=tmp_path)
+    # Then the conversation was decided 5 s after it came in, not a day later
+    assert replayed.returncode == 0, replayed.stderr
+    [assigned] = [json.loads(line) for line in replayed.stdout.splitlines()]
+    assert assigned["time"] == rfc3339(came_in + timedelta(seconds=5))
+    # And a line that is not stamped is refused, naming its number
+    (tmp_path / "bad.jsonl").write_text(lines[0] + "\n" + json.dumps(shop.lines[1]) + "\n")
+    refused = chatroute("replay", "--stamped", "bad.jsonl", cwd=tmp_path)
+    assert refused.returncode == 2 and "line 2: not a stamped line" in refused.stderr
+
+
 COMMANDS = ["replay", "stats", "report", "history", "prune", "gateway", "publish", "worker",
             "sweeper", "health", "migrate"]  # fmt: skip
 
