@@ -76,6 +76,17 @@ def waiting_day() -> tuple[Events, Received]:
     return shop, Received(shop)
 
 
+def assigned_to_a() -> Events:
+    """c1 assigned to a; b is free too, and u unavailable."""
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"])
+    shop.respondent("b", ["G"])
+    shop.respondent("u", ["G"], available=False)
+    shop.start("c1")
+    return shop
+
+
 def test_an_event_dated_two_days_ahead_wakes_nothing_early(tmp_path: Path) -> None:
     # Given snoozes and a pending transfer waiting
     shop, received = waiting_day()
@@ -100,12 +111,7 @@ def test_an_event_dated_two_days_ahead_wakes_nothing_early(tmp_path: Path) -> No
 
 def test_a_transfer_dated_2099_is_reassigned_a_day_after_it_came_in(tmp_path: Path) -> None:
     # Given a conversation assigned to a
-    shop = Events("shop-1")
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"])
-    shop.respondent("b", ["G"])
-    shop.respondent("u", ["G"], available=False)
-    shop.start("c1")
+    shop = assigned_to_a()
     received = Received(shop)
     # When a transfers it to the unavailable u from a frontend whose clock says 2099
     moment = shop.now + timedelta(minutes=1)
@@ -140,12 +146,7 @@ def test_a_rejected_future_event_fires_no_timer(tmp_path: Path) -> None:
 
 def test_a_transfer_dated_25_hours_ago_waits_its_day(tmp_path: Path) -> None:
     # Given c1 assigned to a a minute ago
-    shop = Events("shop-1")
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"])
-    shop.respondent("b", ["G"])
-    shop.respondent("u", ["G"], available=False)
-    shop.start("c1")
+    shop = assigned_to_a()
     started = shop.now
     received = Received(shop)
     # When a transfers it to the unavailable u, from a clock 25 hours behind
