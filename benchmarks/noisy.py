@@ -2,14 +2,15 @@
 
     python -m benchmarks.noisy --quick                # under 3 minutes
     python -m benchmarks.noisy --processes 4          # hot publishes 30,000 events
+    python -m benchmarks.noisy --hot-publishers 2     # hot publishes faster than one can
 
 Tenant "cold" publishes a conversation start every 200 ms: alone first (the baseline), then
-while tenant "hot" publishes ``--events`` events (starts and closes) as fast as one publisher
-can (the burst). Cold's latency runs from its publish to its decision reaching
-``chat.decisions``; hot's drain time from hot's first publish until every hot event is applied
-and every decision of hot sent. Where cold's time went during the burst comes from the rows'
-clocks (``bench.stages``), what each process kind's database sessions waited on from
-``pg_stat_activity``, sampled every 0.1 s. Ends with the line
+while tenant "hot" publishes ``--events`` events (starts and closes) as fast as
+``--hot-publishers`` publishers (1) can (the burst). Cold's latency runs from its publish to
+its decision reaching ``chat.decisions``; hot's drain time from hot's first publish until
+every hot event is applied and every decision of hot sent. Where cold's time went during the
+burst comes from the rows' clocks (``bench.stages``), what each process kind's database
+sessions waited on from ``pg_stat_activity``, sampled every 0.1 s. Ends with the line
 ``noisy: cold_p50_ms=... cold_p99_ms=... baseline_p99_ms=... hot_drain_s=...``.
 """
 
@@ -129,7 +130,9 @@ def _wait(kind: str, wait_type: str | None, wait: str | None, query: str) -> tup
     return kind, f"{what} {query.strip()!r}"
 
 
-def run(processes: int, threads: int, hot_events: int, baseline_s: float) -> dict[str, Any]:
+def run(
+    processes: int, threads: int, hot_events: int, baseline_s: float, hot_publishers: int = 1
+) -> dict[str, Any]:
     vhost, database = Vhost(), fresh_database()
     log_dir = Path(tempfile.mkdtemp(prefix="chatroute-noisy-"))
     pipeline = with_redis(
@@ -149,7 +152,7 @@ def run(processes: int, threads: int, hot_events: int, baseline_s: float) -> dic
         paced(
             vhost.url, cold_starts(cold, lambda: time.monotonic() > deadline), COLD_RATE, baseline
         )
-        figures = burst(pipeline, database, traffic, cold)
+        figures = burst(pipeline, database, traffic, cold, hot_publishers)
         everything = {**baseline, **figures["sent"]}
         wait_until(lambda: len(arrivals(decisions, everything)) >= len(everything), 60, "cold")
     finally:
@@ -160,15 +163,21 @@ def run(processes: int, threads: int, hot_events: int, baseline_s: float) -> dic
 
 
 def burst(
-    pipeline: Pipeline, database: str, traffic: list[dict[str, Any]], cold: Events
+    pipeline: Pipeline,
+    database: str,
+    traffic: list[dict[str, Any]],
+    cold: Events,
+    publishers: int,
 ) -> dict[str, Any]:
-    """Hot's traffic, as fast as one publisher goes, beside cold's starts until hot drained."""
+    """Hot's traffic, as fast as ``publishers`` go, beside cold's starts until hot drained."""
     drained = threading.Event()
     sent: dict[str, float] = {}
     cold_publisher = threading.Thread(
         target=paced, args=(pipeline.amqp_url, cold_starts(cold, drained.is_set), COLD_RATE, sent)
     )
-    hot_publisher = threading.Thread(target=pipeline.publish, args=(lines(traffic),))
+    hot_publisher = threading.Thread(
+        target=pipeline.publish, args=(lines(traffic),), kwargs={"publishers": publishers}
+    )
     kinds = throughput.process_kinds(pipeline)
     cpu_before = {kind: throughput.cpu_seconds(pids) for kind, pids in kinds.items()}
     sampler = WaitSampler(database)
@@ -251,10 +260,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="routing worker processes")
     parser.add_argument("--threads", type=int, default=2, help="threads per worker process")
     parser.add_argument("--events", type=int, help="hot's events (30,000; --quick: 6,000)")
+    parser.add_argument("--hot-publishers", type=int, default=1, help="hot's publishers at once")
     args = parser.parse_args()
     logs.configure("WARNING")
     hot_events = args.events or (6_000 if args.quick else 30_000)
-    figures = run(args.processes, args.threads, hot_events, 8.0 if args.quick else 20.0)
+    baseline_s = 8.0 if args.quick else 20.0
+    figures = run(args.processes, args.threads, hot_events, baseline_s, args.hot_publishers)
     print(report(figures), flush=True)
 
 
