@@ -375,10 +375,9 @@ def _lock_tenant(session: Session, tenant: str) -> TenantSettings | None:
 def _finish(session: Session, run: _Run) -> None:
     if run.counting:
         attempts.forgive(session, [row.seq for rows in run.held.values() for row in rows])
-    inbox.mark_applied(session, run.applied, run.now)
-    inbox.record_effective_times(session, run.adjusted)
+    inbox.mark_applied(session, run.applied, run.now, run.adjusted)
     for seq, reason in run.rejected:
-        inbox.mark(session, seq, inbox.REJECTED, run.now, reason)
+        inbox.mark(session, seq, inbox.REJECTED, run.now, reason, run.adjusted.get(seq))
     outbox.add(session, run.writer.rows)
 
 
@@ -392,8 +391,8 @@ class _Run:
     careful: bool = False
     applied: list[int] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
-    # (seq, effective time) of the rows whose effective time is not their own time.
-    adjusted: list[tuple[int, datetime]] = field(default_factory=list)
+    # The effective times of the rows whose effective time is not their own, by seq.
+    adjusted: dict[int, datetime] = field(default_factory=dict)
     # Rows waiting for their conversation to start, and the later rows they hold back.
     held: dict[str, list[InboxRow]] = field(default_factory=dict)
     fired: int = 0
@@ -522,7 +521,7 @@ class _Run:
         settings.effective_at = moment
         if moment != row.event_time:
             settings.adjusted_events += 1
-            self.adjusted.append((row.seq, moment))
+            self.adjusted[row.seq] = moment
 
     def fire_due(self, upto: datetime) -> None:
         """Fire the tenant's timers due at or before ``upto``, by (due, timer id).

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, bindparam, select, text, update
+from sqlalchemy import Connection, Table, case, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -123,29 +123,35 @@ def has_newer(session: Session, tenant: str, seq: int) -> bool:
     return session.execute(query).first() is not None
 
 
-def mark(session: Session, seq: int, state: str, at: datetime, reason: str | None = None) -> None:
+def mark(
+    session: Session,
+    seq: int,
+    state: str,
+    at: datetime,
+    reason: str | None = None,
+    effective_at: datetime | None = None,
+) -> None:
+    """``effective_at``: kept when it differs from the event's own time (``chatroute history``)."""
     c = tables.inbox.c
-    session.execute(
-        update(tables.inbox).where(c.seq == seq).values(state=state, reason=reason, applied_at=at)
-    )
+    values: dict[str, Any] = {"state": state, "reason": reason, "applied_at": at}
+    if effective_at is not None:
+        values["effective_at"] = effective_at
+    session.execute(update(tables.inbox).where(c.seq == seq).values(**values))
 
 
-def mark_applied(session: Session, seqs: list[int], at: datetime) -> None:
-    if seqs:
-        c = tables.inbox.c
-        session.execute(
-            update(tables.inbox).where(c.seq.in_(seqs)).values(state=APPLIED, applied_at=at)
-        )
-
-
-def record_effective_times(session: Session, moments: Sequence[tuple[int, datetime]]) -> None:
-    """Keep, for ``chatroute history``, the effective times that differ from the events' own."""
-    if moments:
-        c = tables.inbox.c
-        statement = (
-            update(tables.inbox).where(c.seq == bindparam("s")).values(effective_at=bindparam("e"))
-        )
-        session.connection().execute(statement, [{"s": seq, "e": at} for seq, at in moments])
+def mark_applied(
+    session: Session, seqs: list[int], at: datetime, moved: Mapping[int, datetime]
+) -> None:
+    """Mark ``seqs`` applied, in one statement with the effective times of those ``moved`` to
+    another time than their own (for ``chatroute history``)."""
+    if not seqs:
+        return
+    c = tables.inbox.c
+    values: dict[str, Any] = {"state": APPLIED, "applied_at": at}
+    kept = {seq: literal(moved[seq], tables.UTCDateTime()) for seq in seqs if seq in moved}
+    if kept:
+        values["effective_at"] = case(kept, value=c.seq, else_=c.effective_at)
+    session.execute(update(tables.inbox).where(c.seq.in_(seqs)).values(**values))
 
 
 def tenants_waiting(connection: Connection | Session, older_than: datetime) -> list[str]:
