@@ -309,29 +309,39 @@ def replay_rate(conversations: int) -> dict[str, float]:
 # ---------------------------------------------------------------- the run
 
 
-def run(quick: bool) -> dict[str, Any]:
+PARTS = ("baselines", "throughput", "latency", "decision", "timers", "replay")
+
+
+def run(quick: bool, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+    """Every figure of ``parts`` (the baselines always: every ratio needs them)."""
     size = lambda full, small: small if quick else full  # noqa: E731
     figures: dict[str, Any] = {}
     _step("baselines")
     figures["noop_per_s"] = baseline("noop", size(20000, 5000), 1, 8)
     figures["naive_per_s"] = baseline("naive", size(10000, 3000), 1, 8)
-    _step("throughput")
-    figures["throughput"] = [
-        throughput.measure(p, 2, 6, size(12000, 3000)) for p in (size([1, 2, 4], [2]))
-    ]
-    _step("latency")
-    figures["latency"] = [latency(rate, size(20.0, 8.0)) for rate in size([100, 500, 1000], [500])]
-    _step("decision cost")
-    big = size(10_000, 2_000), size(100_000, 10_000)
-    settings = [Setting("small"), Setting("respondents", respondents=big[0]),
-                Setting("queued", queued=big[1]), Setting("timers", timers=big[1])]  # fmt: skip
-    figures["decision_ms"] = {s.name: decision_cost(s, size(1000, 300)) for s in settings}
-    _step("timers")
-    figures["timers"] = lateness.measure(
-        size(100_000, 10_000), size(1000, 200), 10, size(40.0, 25.0)
-    )
-    _step("replay")
-    figures["replay"] = replay_rate(size(20_000, 2_000))
+    if "throughput" in parts:
+        _step("throughput")
+        figures["throughput"] = [
+            throughput.measure(p, 2, 6, size(12000, 3000)) for p in (size([1, 2, 4], [2]))
+        ]
+    if "latency" in parts:
+        _step("latency")
+        rates = size([100, 500, 1000], [500])
+        figures["latency"] = [latency(rate, size(20.0, 8.0)) for rate in rates]
+    if "decision" in parts:
+        _step("decision cost")
+        big = size(10_000, 2_000), size(100_000, 10_000)
+        settings = [Setting("small"), Setting("respondents", respondents=big[0]),
+                    Setting("queued", queued=big[1]), Setting("timers", timers=big[1])]  # fmt: skip
+        figures["decision_ms"] = {s.name: decision_cost(s, size(1000, 300)) for s in settings}
+    if "timers" in parts:
+        _step("timers")
+        figures["timers"] = lateness.measure(
+            size(100_000, 10_000), size(1000, 200), 10, size(40.0, 25.0)
+        )
+    if "replay" in parts:
+        _step("replay")
+        figures["replay"] = replay_rate(size(20_000, 2_000))
     return figures
 
 
@@ -341,7 +351,8 @@ def _step(what: str) -> None:
 
 def report(figures: dict[str, Any]) -> str:
     noop, naive = figures["noop_per_s"], figures["naive_per_s"]
-    best = max(t["events_per_s"] for t in figures["throughput"])
+    figures = {"throughput": [], "latency": [], "decision_ms": {}, **figures}
+    best = max((t["events_per_s"] for t in figures["throughput"]), default=float("nan"))
     rows = [f"{'figure':44} {'value':>12} {'x noop':>8} {'x naive':>8}"]
     add = lambda name, value, ratio=True: rows.append(  # noqa: E731
         f"{name:44} {value:12.1f}" + (f" {value / noop:8.2f} {value / naive:8.2f}" if ratio else "")
@@ -365,15 +376,23 @@ def report(figures: dict[str, Any]) -> str:
                 add(f"  of which {stage}, {k}", spread[k], ratio=False)
     for name, ms in figures["decision_ms"].items():
         add(f"decision cost, {name}, ms", ms, ratio=False)
-    timer = figures["timers"]
+    timer = figures.get("timers", {"pending": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan")})
     add(f"timer lateness p50 ms ({timer['pending']:.0f} pending)", timer["p50_ms"], ratio=False)
     add("timer lateness p99 ms", timer["p99_ms"], ratio=False)
-    add("chatroute replay events/s (SQLite)", figures["replay"]["events_per_s"], ratio=False)
+    if "replay" in figures:
+        add("chatroute replay events/s (SQLite)", figures["replay"]["events_per_s"], ratio=False)
     at500 = next((lat["p99_ms"] for lat in figures["latency"] if lat["rate"] == 500), float("nan"))
     rows.append(
         f"bench: events_per_s={best:.0f} p99_ms_at_500={at500:.0f}"
         f" timer_p99_ms={timer['p99_ms']:.0f} noop_per_s={noop:.0f} naive_per_s={naive:.0f}"
     )
+    if "queued" in figures["decision_ms"]:
+        queued, small = figures["decision_ms"]["queued"], figures["decision_ms"]["small"]
+        rows.append(
+            f"bench: decision_ms_queued={queued:.2f} decision_ms_small={small:.2f}"
+            f" queued_x_naive_ms={queued * naive / 1000:.3f}"
+            f" timer_p99_x_naive_ms={timer['p99_ms'] * naive / 1000:.1f}"
+        )
     return "\n".join(rows)
 
 
@@ -406,9 +425,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run under 2 minutes")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="PNG of latency against throughput")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)} (the baselines always run)",
+    )
     args = parser.parse_args()
+    parts = tuple(args.parts.split(","))
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     logs.configure("WARNING")
-    figures = run(args.quick)
+    figures = run(args.quick, parts)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     if args.plot:
