@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
+
+
+class _Keep:
+    """A field the event left out: the setting keeps its value (``None`` is a value: off)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = _Keep()
 
 
 @dataclass(frozen=True)
@@ -24,9 +34,10 @@ class RespondentStatus:
 @dataclass(frozen=True)
 class RuleUpdated:
     rule: str
-    group: str
-    priority: int
+    group: str | None = None  # exactly one of group (v1) and targets
+    priority: int = 0
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[dict[str, Any]] | None = None  # [{"group": g, "wait_s": n | None}, ...]
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,18 @@ class TenantUpdated:
     reassign_after_s: int | None = None
     commission: dict[str, Any] | None = None
     clock_skew_s: int | None = None
+    sticky_within_s: int | None = None
+    # None turns these two off: left out, they keep their value.
+    answer_within_s: int | None | _Keep = KEEP
+    pause_on_no_answer: bool | None = None
+    close_after_idle_s: int | None | _Keep = KEEP
+
+
+@dataclass(frozen=True)
+class GroupUpdated:
+    group: str
+    hours: dict[str, Any] | None | _Keep = KEEP  # None: always open
+    max_queue: int | None | _Keep = KEEP  # None: unlimited
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,13 @@ class ConversationStarted:
     conversation: str
     visitor: str
     attributes: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class ConversationPrioritized:
+    conversation: str
+    priority: int
 
 
 @dataclass(frozen=True)
@@ -103,7 +133,9 @@ Command = (
     | RuleUpdated
     | RuleDeleted
     | TenantUpdated
+    | GroupUpdated
     | ConversationStarted
+    | ConversationPrioritized
     | MessagePosted
     | VisitorPresence
     | ConversationTransferred
@@ -119,7 +151,9 @@ COMMANDS: dict[str, type[Command]] = {
     "rule.updated": RuleUpdated,
     "rule.deleted": RuleDeleted,
     "tenant.updated": TenantUpdated,
+    "group.updated": GroupUpdated,
     "conversation.started": ConversationStarted,
+    "conversation.prioritized": ConversationPrioritized,
     "message.posted": MessagePosted,
     "visitor.presence": VisitorPresence,
     "conversation.transferred": ConversationTransferred,

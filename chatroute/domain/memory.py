@@ -10,10 +10,12 @@ from chatroute.domain.model import (
     AVAILABLE,
     Contact,
     Conversation,
+    Group,
     PendingHold,
     QueueEntry,
     Respondent,
     Rule,
+    State,
     TenantSettings,
     Timer,
     TimerState,
@@ -28,6 +30,7 @@ class InMemoryTenantView:
         self._settings = settings or TenantSettings(tenant=tenant)
         self.respondents: dict[str, Respondent] = {}
         self.rules_by_id: dict[str, Rule] = {}
+        self.groups: dict[str, Group] = {}
         self.conversations: dict[str, Conversation] = {}
         self.queue: dict[str, QueueEntry] = {}
         self.holds: dict[str, PendingHold] = {}
@@ -58,8 +61,20 @@ class InMemoryTenantView:
         ]
 
     def group_exists(self, group: str) -> bool:
-        named_by_rule = any(rule.group == group for rule in self.rules_by_id.values())
-        return named_by_rule or any(group in r.groups for r in self.respondents.values())
+        named_by_rule = any(
+            group == target["group"]
+            for rule in self.rules_by_id.values()
+            for target in rule.target_list()
+        )
+        member = any(group in r.groups for r in self.respondents.values())
+        return named_by_rule or member or group in self.groups
+
+    # groups' settings
+    def group(self, group_id: str) -> Group | None:
+        return self.groups.get(group_id)
+
+    def add_group(self, group: Group) -> None:
+        self.groups[group.group_id] = group
 
     # rules
     def rules(self) -> list[Rule]:
@@ -88,6 +103,22 @@ class InMemoryTenantView:
             if c.respondent == respondent_id and c.state == state
         ]
 
+    def idle_candidates(self) -> list[Conversation]:
+        watched = [
+            c for c in self.conversations.values() if c.state not in (State.CLOSED, State.SNOOZED)
+        ]
+        return sorted(watched, key=lambda c: c.conversation_id)
+
+    def last_answered_contact(self, visitor: str) -> Contact | None:
+        answered = [
+            contact
+            for conversation in self.conversations.values()
+            if conversation.visitor == visitor
+            for contact in self.contacts_by_conversation.get(conversation.conversation_id, [])
+            if contact.answered
+        ]
+        return max(answered, key=recency, default=None)
+
     # group queues
     def queue_entry(self, conversation_id: str) -> QueueEntry | None:
         return self.queue.get(conversation_id)
@@ -98,13 +129,22 @@ class InMemoryTenantView:
     def dequeue(self, entry: QueueEntry) -> None:
         del self.queue[entry.conversation_id]
 
-    def queue_head(self, groups: Sequence[str]) -> QueueEntry | None:
-        entries = [e for e in self.queue.values() if e.group in groups]
-        return min(entries, key=lambda e: e.seq, default=None)
+    def reprioritize(self, entry: QueueEntry, priority: int) -> None:
+        entry.priority = priority
+
+    def queue_head(self, groups: Sequence[str], respondent_id: str) -> QueueEntry | None:
+        entries = [
+            e for e in self.queue.values() if e.group in groups and e.excluded != respondent_id
+        ]
+        return min(entries, key=QueueEntry.order_key, default=None)
 
     def queue_position(self, entry: QueueEntry) -> int:
-        ahead = [e for e in self.queue.values() if e.group == entry.group and e.seq < entry.seq]
+        key = entry.order_key()
+        ahead = [e for e in self.queue.values() if e.group == entry.group and e.order_key() < key]
         return len(ahead) + 1
+
+    def queue_length(self, group: str, limit: int) -> int:
+        return min(limit, sum(1 for e in self.queue.values() if e.group == group))
 
     # pending holds
     def hold(self, conversation_id: str) -> PendingHold | None:
@@ -149,3 +189,19 @@ class InMemoryTenantView:
         for entry in due:
             heapq.heappush(self._by_due, entry)  # the caller fires them; cancelled ones go
         return [timer for _, _, timer in due]
+
+    def armed_timers_of_kind(self, kind: str) -> list[Timer]:
+        armed = [t for t in self.timers.values() if t.kind == kind and t.state == TimerState.ARMED]
+        return sorted(armed, key=lambda t: t.timer_id)
+
+
+def recency(contact: Contact) -> tuple[bool, datetime, datetime, str, int]:
+    """Sort key of ``last_answered_contact``: the greatest is the most recent contact."""
+    ended = contact.ended_at
+    return (
+        ended is None,
+        ended or contact.started_at,
+        contact.started_at,
+        contact.conversation_id,
+        contact.number,
+    )

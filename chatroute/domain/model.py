@@ -24,6 +24,9 @@ class State:
 class TimerKind:
     WAKE = "wake"
     REASSIGN = "reassign"
+    OVERFLOW = "overflow"  # a rule's queue waited ``wait_s``: try the rule's later targets
+    ANSWER = "answer"  # the answer deadline of an assigned, unanswered contact
+    IDLE = "idle"  # close a conversation without messages for ``close_after_idle_s``
 
 
 class TimerState:
@@ -48,6 +51,13 @@ class TenantSettings:
     effective_at: datetime | None = None
     # Events whose effective time differed from their time: a sender's clock to look at.
     adjusted_events: int = 0
+    # Routing policy v2 (docs/semantics.md): all off by default, so v1 tenants see no change.
+    sticky_within_s: int = 0
+    answer_within_s: int | None = None
+    pause_on_no_answer: bool = False
+    close_after_idle_s: int | None = None
+    # When ``close_after_idle_s`` last changed: idleness is counted from then at the earliest.
+    idle_since: datetime | None = None
 
 
 @dataclass
@@ -63,12 +73,28 @@ class Respondent:
 
 
 @dataclass
+class Group:
+    """A group's settings; a group need not be declared to be used (then: always open,
+    unlimited queue)."""
+
+    tenant: str
+    group_id: str
+    hours: dict[str, Any] | None = None  # ``hours.Hours.to_json()``; None: always open
+    max_queue: int | None = None  # None: unlimited
+
+
+@dataclass
 class Rule:
     tenant: str
     rule_id: str
-    group: str
+    group: str  # the first target's group
     priority: int
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    # ``[{"group": g, "wait_s": n | None}, ...]``; None: the v1 form, ``[{"group": group}]``.
+    targets: list[dict[str, Any]] | None = None
+
+    def target_list(self) -> list[dict[str, Any]]:
+        return list(self.targets) if self.targets else [{"group": self.group, "wait_s": None}]
 
 
 @dataclass
@@ -91,15 +117,40 @@ class Conversation:
     contacts: int = 0
     closed_at: datetime | None = None
     queued_at: datetime | None = None  # when it first joined a group's queue
+    priority: int = 0  # higher first in every queue it joins
+    # The targets of the rule that routed it, as they were then (overflow follows them), and
+    # the index of the one whose queue it waits in (None: not queued by its rule).
+    rule_targets: list[dict[str, Any]] | None = None
+    target: int | None = None
+    # The respondent who missed its answer deadline: not chosen again until someone else
+    # has held it.
+    excluded: str | None = None
+    # Its last message or wake while idle close is on (idleness counts from the latest of
+    # its start, this, and the setting's change).
+    active_at: datetime | None = None
+    unrouted_code: str | None = None  # no_rule | closed | queue_full | wait_timeout
+    close_cause: str | None = None  # "idle" when the engine closed it
+    # Overflow moves, for the statistics: ``[[from_group, to_group or None], ...]``.
+    overflows: list[list[str | None]] = field(default_factory=list)
 
 
 @dataclass
 class QueueEntry:
+    """A place in a group's queue. Order: ``priority`` (highest first), ``joined_at`` (the
+    time it joined the queue, kept by an overflow move), then ``seq`` (order of joining)."""
+
     tenant: str
     conversation_id: str
     group: str
     seq: int
-    queued_at: datetime
+    queued_at: datetime  # when it joined this queue (an overflow's wait counts from it)
+    priority: int = 0
+    joined_at: datetime | None = None  # None: ``queued_at``
+    cause: str = "new"  # why it joined: the cause of its conversation.queued
+    excluded: str | None = None  # never served to this respondent (missed its deadline)
+
+    def order_key(self) -> tuple[int, datetime, int]:
+        return (-self.priority, self.joined_at or self.queued_at, self.seq)
 
 
 @dataclass
@@ -125,7 +176,7 @@ class Contact:
     group: str | None
     started_at: datetime
     ended_at: datetime | None = None
-    end_reason: str | None = None  # transfer | reassign | close | wake
+    end_reason: str | None = None  # transfer | reassign | close | wake | no_answer | idle | ...
     answered: bool = False
     first_response_at: datetime | None = None
     snoozes: int = 0

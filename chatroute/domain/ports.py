@@ -14,6 +14,7 @@ from typing import Protocol
 from chatroute.domain.model import (
     Contact,
     Conversation,
+    Group,
     PendingHold,
     QueueEntry,
     Respondent,
@@ -45,8 +46,16 @@ class TenantView(Protocol):
         ...
 
     def group_exists(self, group: str) -> bool:
-        """True when a rule names ``group`` or some respondent's groups include it."""
+        """True when a rule names ``group`` (as any target), some respondent's groups include
+        it, or it was declared (``group.updated``)."""
         ...
+
+    # groups' settings
+    def group(self, group_id: str) -> Group | None:
+        """The declared group, or None (undeclared: always open, unlimited queue)."""
+        ...
+
+    def add_group(self, group: Group) -> None: ...
 
     # rules
     def rules(self) -> list[Rule]: ...
@@ -61,16 +70,36 @@ class TenantView(Protocol):
         """Open conversations in ``state`` whose ``respondent`` is ``respondent_id``."""
         ...
 
-    # group queues (FIFO by ``seq``)
+    def idle_candidates(self) -> list[Conversation]:
+        """Open conversations that are not snoozed, by id: the ones idle close watches.
+        Read only when the tenant's ``close_after_idle_s`` changes."""
+        ...
+
+    def last_answered_contact(self, visitor: str) -> Contact | None:
+        """The visitor's most recent answered contact in the tenant: an open one (the latest
+        started) before any ended one, else the one that ended last; ties by conversation
+        id and number."""
+        ...
+
+    # group queues, in ``QueueEntry.order_key`` order (priority, joined_at, seq)
     def queue_entry(self, conversation_id: str) -> QueueEntry | None: ...
     def enqueue(self, entry: QueueEntry) -> None: ...
     def dequeue(self, entry: QueueEntry) -> None: ...
-    def queue_head(self, groups: Sequence[str]) -> QueueEntry | None:
-        """The entry with the lowest ``seq`` among ``groups``' queues."""
+    def reprioritize(self, entry: QueueEntry, priority: int) -> None:
+        """Give a queued entry a new priority (its place moves; it keeps its times)."""
+        ...
+
+    def queue_head(self, groups: Sequence[str], respondent_id: str) -> QueueEntry | None:
+        """The first entry by ``order_key`` among ``groups``' queues that may be served to
+        ``respondent_id`` (entries that exclude them are passed over)."""
         ...
 
     def queue_position(self, entry: QueueEntry) -> int:
         """1-based place of ``entry`` in its group's queue."""
+        ...
+
+    def queue_length(self, group: str, limit: int) -> int:
+        """How many entries ``group``'s queue holds, counted up to ``limit`` at most."""
         ...
 
     # pending holds (oldest first by ``seq``)
@@ -91,4 +120,8 @@ class TenantView(Protocol):
     def armed_timers(self, conversation_id: str) -> list[Timer]: ...
     def due_timers(self, upto: datetime) -> list[Timer]:
         """Armed timers with ``due <= upto``, by (due, timer_id)."""
+        ...
+
+    def armed_timers_of_kind(self, kind: str) -> list[Timer]:
+        """The tenant's armed timers of ``kind``, by timer id (a setting's change only)."""
         ...
