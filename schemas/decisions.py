@@ -23,19 +23,25 @@ class Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=OPEN_TO_NEW_FIELDS)
 
 
+AssignedCause = Literal["new", "queue", "transfer", "wake", "reassign", "overflow", "no_answer"]
+
+
 class Assigned(Data):
     conversation: str
     respondent: str
     group: str
-    cause: Literal["new", "queue", "transfer", "wake", "reassign"]
+    cause: AssignedCause
     comment: str | None = None
     from_respondent: str | None = None
+    sticky: Literal[True] | None = None  # present (true) only for a sticky assignment
 
 
 class Queued(Data):
     conversation: str
     group: str
     position: Annotated[int, Field(ge=1)]
+    # Why it joined the queue (contract v2).
+    cause: Literal["new", "transfer", "wake", "reassign", "overflow", "no_answer"]
 
 
 class Pending(Data):
@@ -60,6 +66,21 @@ class Woken(Data):
 class Unrouted(Data):
     conversation: str
     reason: str
+    code: Literal["no_rule", "closed", "queue_full", "wait_timeout"]
+
+
+class Closed(Data):
+    """The engine closed it (contract v2: idle close)."""
+
+    conversation: str
+    cause: Literal["idle"]
+
+
+class Paused(Data):
+    """A respondent made unavailable by the engine (contract v2: answer deadline)."""
+
+    respondent: str
+    reason: Literal["no_answer"]
 
 
 class VisitorNotify(Data):
@@ -80,6 +101,8 @@ DATA_MODELS: dict[str, type[Data]] = {
     "conversation.snoozed": Snoozed,
     "conversation.woken": Woken,
     "conversation.unrouted": Unrouted,
+    "conversation.closed": Closed,
+    "respondent.paused": Paused,
     "visitor.notify": VisitorNotify,
     "event.rejected": EventRejected,
 }
@@ -90,6 +113,8 @@ DecisionType = Literal[
     "conversation.snoozed",
     "conversation.woken",
     "conversation.unrouted",
+    "conversation.closed",
+    "respondent.paused",
     "visitor.notify",
     "event.rejected",
 ]
@@ -127,9 +152,12 @@ def make_decision(
     """The JSON-ready envelope of one decision; ``data`` must fit the type's model."""
     model = DATA_MODELS[type].model_validate(data)
     dumped = model.model_dump(mode="python")
-    if type == "conversation.assigned" and dumped["cause"] != "transfer":
-        dumped.pop("comment")
-        dumped.pop("from_respondent")
+    if type == "conversation.assigned":
+        if dumped["cause"] != "transfer":
+            dumped.pop("comment")
+            dumped.pop("from_respondent")
+        if dumped["sticky"] is None:
+            dumped.pop("sticky")
     return {
         "specversion": "1.0",
         "id": decision_id(tenant, cause_id, index),

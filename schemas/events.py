@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from chatroute.domain import hours
 from chatroute.domain.commands import COMMANDS, Command
 from chatroute.errors import InvalidEvent
 
@@ -95,11 +96,27 @@ class Condition(BaseModel):
         return self
 
 
+class Target(BaseModel):
+    """One target of a rule (contract v2): its group, and how long a conversation waits in
+    its queue before trying the next target (absent: it waits there)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    group: Id
+    wait_s: Annotated[StrictInt, Field(gt=0, le=INT32_MAX)] | None = None
+
+
 class RuleUpdated(Data):
     rule: Id
-    group: Id
+    group: Id | None = None
+    targets: Annotated[list[Target], Field(min_length=1)] | None = None
     priority: Annotated[StrictInt, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
     conditions: list[Condition] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _exactly_one_of_group_and_targets(self) -> RuleUpdated:
+        if (self.group is None) == (self.targets is None):
+            raise ValueError("exactly one of group and targets is required")
+        return self
 
 
 class RuleDeleted(Data):
@@ -121,17 +138,52 @@ class PerContactCommission(BaseModel):
 Commission = Annotated[PercentCommission | PerContactCommission, Field(discriminator="mode")]
 
 
+Seconds = Annotated[StrictInt, Field(gt=0, le=INT32_MAX)]
+
+
 class TenantUpdated(Data):
+    """Fields left out keep their value; ``answer_within_s`` and ``close_after_idle_s`` take
+    null to turn them off (the commands tell left out from null)."""
+
     reassign_after_s: Count | None = None
     commission: Commission | None = None
     # How far an event's own time is trusted from when it was received (contract v2, Time).
     clock_skew_s: Count | None = None
+    sticky_within_s: Count | None = None
+    answer_within_s: Seconds | None = None
+    pause_on_no_answer: StrictBool | None = None
+    close_after_idle_s: Seconds | None = None
+
+
+def _valid_hours(value: Any) -> Any:
+    try:
+        parsed = hours.parse(value)
+    except hours.InvalidHours as error:
+        raise PydanticCustomError("invalid_hours", "{reason}", {"reason": error.reason}) from None
+    return None if parsed is None else parsed.to_json()
+
+
+class GroupUpdated(Data):
+    """A group's settings (contract v2); fields left out keep their value, null resets."""
+
+    group: Id
+    hours: Annotated[dict[str, Any] | None, AfterValidator(_valid_hours)] = None
+    max_queue: Count | None = None
+
+
+Priority = Annotated[StrictInt, Field(ge=-100, le=100)]
 
 
 class ConversationStarted(Data):
     conversation: Id
     visitor: Id
     attributes: dict[str, Text] = Field(default_factory=dict)
+    priority: Priority = 0
+
+
+class ConversationPrioritized(Data):
+    conversation: Id
+    priority: Priority
 
 
 class MessagePosted(Data):
@@ -201,7 +253,9 @@ DATA_MODELS: dict[str, type[Data]] = {
     "rule.updated": RuleUpdated,
     "rule.deleted": RuleDeleted,
     "tenant.updated": TenantUpdated,
+    "group.updated": GroupUpdated,
     "conversation.started": ConversationStarted,
+    "conversation.prioritized": ConversationPrioritized,
     "message.posted": MessagePosted,
     "visitor.presence": VisitorPresence,
     "conversation.transferred": ConversationTransferred,
@@ -216,7 +270,9 @@ EventType = Literal[
     "rule.updated",
     "rule.deleted",
     "tenant.updated",
+    "group.updated",
     "conversation.started",
+    "conversation.prioritized",
     "message.posted",
     "visitor.presence",
     "conversation.transferred",
@@ -358,8 +414,10 @@ def _is_union_tag(part: Any) -> bool:
 
 
 def to_command(event: Event) -> Command:
-    """The domain command for a valid event (plain dicts and lists, no pydantic)."""
-    fields = event.data.model_dump()
+    """The domain command for a valid event (plain dicts and lists, no pydantic). Fields the
+    event left out take the command's defaults: where null means something (a setting
+    turned off), the command tells it from left out."""
+    fields = event.data.model_dump(exclude_unset=True)
     return COMMANDS[event.type](**fields)
 
 

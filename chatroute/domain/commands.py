@@ -52,16 +52,16 @@ class TenantUpdated:
     clock_skew_s: int | None = None
     sticky_within_s: int | None = None
     # None turns these two off: left out, they keep their value.
-    answer_within_s: int | None | _Keep = KEEP
+    answer_within_s: int | _Keep | None = KEEP
     pause_on_no_answer: bool | None = None
-    close_after_idle_s: int | None | _Keep = KEEP
+    close_after_idle_s: int | _Keep | None = KEEP
 
 
 @dataclass(frozen=True)
 class GroupUpdated:
     group: str
-    hours: dict[str, Any] | None | _Keep = KEEP  # None: always open
-    max_queue: int | None | _Keep = KEEP  # None: unlimited
+    hours: dict[str, Any] | _Keep | None = KEEP  # None: always open
+    max_queue: int | _Keep | None = KEEP  # None: unlimited
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,18 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from chatroute.domain import routing
+from chatroute.domain import hours, policy, routing
 from chatroute.domain.commands import (
+    KEEP,
     Command,
     ConversationClosed,
+    ConversationPrioritized,
     ConversationRated,
     ConversationSale,
     ConversationSnoozed,
     ConversationStarted,
     ConversationTransferred,
+    GroupUpdated,
     MessagePosted,
     RespondentStatus,
     RespondentUpdated,
@@ -33,6 +36,7 @@ from chatroute.domain.model import (
     UNAVAILABLE,
     Conversation,
     Decision,
+    Group,
     Respondent,
     Rule,
     State,
@@ -47,6 +51,9 @@ Handler = Callable[[TenantView, Any, datetime], list[Decision]]
 
 COMMISSION_MODES = ("percent", "per_contact")
 AUTHORS = ("visitor", "respondent")
+IDLE = "idle"
+NO_ANSWER = "no_answer"
+PRIORITIES = range(-100, 101)
 
 
 def handle(view: TenantView, command: Command, now: datetime) -> list[Decision]:
@@ -154,11 +161,46 @@ def _arm_reassignments(view: TenantView, respondent: Respondent, now: datetime) 
 
 
 def _rule_updated(view: TenantView, cmd: RuleUpdated, now: datetime) -> list[Decision]:
+    targets = _targets(cmd)
     rule = view.rule(cmd.rule)
     if rule is None:
-        view.add_rule(Rule(view.tenant, cmd.rule, cmd.group, cmd.priority, list(cmd.conditions)))
-        return []
-    rule.group, rule.priority, rule.conditions = cmd.group, cmd.priority, list(cmd.conditions)
+        rule = Rule(view.tenant, cmd.rule, targets[0]["group"], cmd.priority)
+        view.add_rule(rule)
+    rule.group, rule.priority, rule.conditions = (
+        targets[0]["group"],
+        cmd.priority,
+        list(cmd.conditions),
+    )
+    # The v1 form stays as it was stored: a v1 rule reads back the same.
+    rule.targets = targets if cmd.targets is not None else None
+    return []
+
+
+def _targets(cmd: RuleUpdated) -> list[dict[str, Any]]:
+    if (cmd.group is None) == (cmd.targets is None):
+        raise Rejected("exactly one of group and targets is required")
+    if cmd.targets is None:
+        return [{"group": cmd.group, "wait_s": None}]
+    if not cmd.targets:
+        raise Rejected("targets must not be empty")
+    targets = [{"group": t["group"], "wait_s": t.get("wait_s")} for t in cmd.targets]
+    if any(t["wait_s"] is not None and t["wait_s"] <= 0 for t in targets):
+        raise Rejected("a target's wait_s must be greater than 0")
+    return targets
+
+
+def _group_updated(view: TenantView, cmd: GroupUpdated, now: datetime) -> list[Decision]:
+    parsed = None if cmd.hours is KEEP else hours.parse(cmd.hours)  # raises InvalidHours
+    if cmd.max_queue is not KEEP and cmd.max_queue is not None and cmd.max_queue < 0:
+        raise Rejected("max_queue must be 0 or more")
+    group = view.group(cmd.group)
+    if group is None:
+        group = Group(view.tenant, cmd.group)
+        view.add_group(group)
+    if cmd.hours is not KEEP:
+        group.hours = None if parsed is None else parsed.to_json()
+    if cmd.max_queue is not KEEP:
+        group.max_queue = cmd.max_queue
     return []
 
 
@@ -174,6 +216,7 @@ def _tenant_updated(view: TenantView, cmd: TenantUpdated, now: datetime) -> list
     commission = cmd.commission or {}
     if "mode" in commission:
         _check_choice(commission["mode"], COMMISSION_MODES, "commission mode")
+    _check_policy(cmd)
     settings = view.settings()
     if cmd.reassign_after_s is not None:
         settings.reassign_after_s = cmd.reassign_after_s
@@ -182,7 +225,63 @@ def _tenant_updated(view: TenantView, cmd: TenantUpdated, now: datetime) -> list
     settings.commission_mode = commission.get("mode", settings.commission_mode)
     settings.commission_rate = commission.get("rate", settings.commission_rate)
     settings.commission_amount = commission.get("amount", settings.commission_amount)
+    if cmd.sticky_within_s is not None:
+        settings.sticky_within_s = cmd.sticky_within_s
+    if cmd.pause_on_no_answer is not None:
+        settings.pause_on_no_answer = cmd.pause_on_no_answer
+    _set_answer_within(view, cmd.answer_within_s)
+    _set_close_after_idle(view, cmd.close_after_idle_s, now)
     return []
+
+
+def _check_policy(cmd: TenantUpdated) -> None:
+    for name in ("answer_within_s", "close_after_idle_s"):
+        value = getattr(cmd, name)
+        if value is not KEEP and value is not None and value <= 0:
+            raise Rejected(f"{name} must be greater than 0, or null (off)")
+    if cmd.sticky_within_s is not None and cmd.sticky_within_s < 0:
+        raise Rejected("sticky_within_s must be 0 or more")
+
+
+def _set_answer_within(view: TenantView, value: int | object | None) -> None:
+    """A deadline already running keeps its time; turned off, none fires any more."""
+    settings = view.settings()
+    if value is KEEP or value == settings.answer_within_s:
+        return
+    settings.answer_within_s = value  # type: ignore[assignment]
+    if value is None:
+        for timer in view.armed_timers_of_kind(TimerKind.ANSWER):
+            timer.state = TimerState.CANCELLED
+
+
+def _set_close_after_idle(view: TenantView, value: int | object | None, now: datetime) -> None:
+    """Idleness counts from this change at the earliest: every watched conversation gets a
+    timer at its new time (a rare event; the only place that reads them all)."""
+    settings = view.settings()
+    if value is KEEP or value == settings.close_after_idle_s:
+        return
+    settings.close_after_idle_s = value  # type: ignore[assignment]
+    settings.idle_since = now
+    for timer in view.armed_timers_of_kind(TimerKind.IDLE):
+        timer.state = TimerState.CANCELLED
+    for conversation in view.idle_candidates():
+        _watch_idle(view, conversation)
+
+
+def _watch_idle(view: TenantView, conversation: Conversation) -> None:
+    """Arm the idle close of a conversation that is open and awake, when the setting is on."""
+    settings = view.settings()
+    if settings.close_after_idle_s is None:
+        return
+    cid = conversation.conversation_id
+    routing.arm_timer(view, TimerKind.IDLE, cid, None, _idle_due(view, conversation))
+
+
+def _idle_due(view: TenantView, conversation: Conversation) -> datetime:
+    settings = view.settings()
+    since = [conversation.started_at, conversation.active_at, settings.idle_since]
+    latest = max(moment for moment in since if moment is not None)
+    return latest + timedelta(seconds=settings.close_after_idle_s or 0)
 
 
 # conversations
@@ -191,20 +290,37 @@ def _tenant_updated(view: TenantView, cmd: TenantUpdated, now: datetime) -> list
 def _started(view: TenantView, cmd: ConversationStarted, now: datetime) -> list[Decision]:
     if view.conversation(cmd.conversation) is not None:
         raise Rejected(f"conversation {cmd.conversation!r} already exists")
+    _check_priority(cmd.priority)
     conversation = Conversation(
         view.tenant, cmd.conversation, cmd.visitor, dict(cmd.attributes), started_at=now
     )
+    conversation.priority = cmd.priority
     view.add_conversation(conversation)
-    group = routing.route_group(view.rules(), conversation.attributes)
-    if group is None:
-        reason = {"conversation": cmd.conversation, "reason": "no rule matched"}
-        return [Decision("conversation.unrouted", reason)]
-    return routing.route_in_group(view, conversation, group, now, "new")
+    _watch_idle(view, conversation)
+    return policy.route_new(view, conversation, now)
+
+
+def _check_priority(priority: int) -> None:
+    if priority not in PRIORITIES:
+        raise Rejected(f"priority {priority!r} is not between -100 and 100")
+
+
+def _prioritized(view: TenantView, cmd: ConversationPrioritized, now: datetime) -> list[Decision]:
+    conversation = _open_conversation(view, cmd.conversation)
+    _check_priority(cmd.priority)
+    conversation.priority = cmd.priority
+    entry = view.queue_entry(cmd.conversation) if conversation.state == State.QUEUED else None
+    if entry is None:
+        return []
+    view.reprioritize(entry, cmd.priority)
+    return [routing.queued(view, entry)]
 
 
 def _message(view: TenantView, cmd: MessagePosted, now: datetime) -> list[Decision]:
     conversation = _open_conversation(view, cmd.conversation)
     _check_choice(cmd.author, AUTHORS, "author")
+    if view.settings().close_after_idle_s is not None:
+        conversation.active_at = now  # its idle timer, when it fires, moves to the new time
     if cmd.author == "respondent":
         return _respondent_message(view, conversation, cmd.respondent, now)
     if conversation.state == State.SNOOZED:
@@ -219,6 +335,7 @@ def _respondent_message(
     if contact is not None and contact.respondent == respondent_id and not contact.answered:
         contact.answered = True
         contact.first_response_at = now
+        routing.cancel_timers(view, conversation.conversation_id, TimerKind.ANSWER)
     if conversation.visitor_online:
         return []
     conversation.unread += 1
@@ -282,7 +399,7 @@ def _release(
 ) -> None:
     """The holder lets an assigned conversation go: their contact ends, their slot frees."""
     holder.load -= 1
-    routing.cancel_timers(view, conversation.conversation_id, TimerKind.REASSIGN)
+    routing.cancel_timers(view, conversation.conversation_id, *routing.PLACEMENT)
     routing.end_contact(view, conversation, now, reason)
 
 
@@ -352,6 +469,9 @@ def _wake(
     snoozer = _respondent(view, conversation.respondent or "")
     routing.cancel_timers(view, conversation.conversation_id, TimerKind.WAKE)
     conversation.snooze_until = None
+    if view.settings().close_after_idle_s is not None:
+        conversation.active_at = now
+    _watch_idle(view, conversation)
     data = {"conversation": conversation.conversation_id, "cause": cause}
     placed = _place_woken(view, conversation, snoozer, now)
     return [
@@ -376,12 +496,23 @@ def _place_woken(
 
 
 def _closed(view: TenantView, cmd: ConversationClosed, now: datetime) -> list[Decision]:
-    conversation = _open_conversation(view, cmd.conversation)
+    conversation = _conversation(view, cmd.conversation)
+    if conversation.close_cause == IDLE:
+        return []  # the engine closed it first: the frontend's close is not an error
+    _open_conversation(view, cmd.conversation)
+    return _close(view, conversation, now, "close")
+
+
+def _close(
+    view: TenantView, conversation: Conversation, now: datetime, reason: str
+) -> list[Decision]:
+    """Close it: out of its queue, hold and timers, its contact ended, its slot served."""
     holder = _slot_holder(view, conversation)
     _unplace(view, conversation)
-    routing.end_contact(view, conversation, now, "close")
+    routing.end_contact(view, conversation, now, reason)
     conversation.state, conversation.respondent = State.CLOSED, None
     conversation.snooze_until, conversation.closed_at = None, now
+    conversation.target = None
     if holder is None:
         return []
     holder.load -= 1
@@ -442,13 +573,60 @@ def _held_while_away(view: TenantView, conversation: Conversation, respondent_id
     return assigned and respondent is not None and respondent.status == UNAVAILABLE
 
 
+def _fire_answer(
+    view: TenantView, conversation: Conversation, timer: Timer, now: datetime
+) -> list[Decision]:
+    """Its respondent did not answer in time: the contact ends and it moves on without them."""
+    old = timer.respondent or ""
+    contact = routing.open_contact(view, conversation.conversation_id)
+    assigned = conversation.state == State.ASSIGNED and conversation.respondent == old
+    if not assigned or contact is None or contact.answered:
+        return []
+    holder = _respondent(view, old)
+    _release(view, conversation, holder, now, NO_ANSWER)
+    conversation.excluded = old
+    moved = routing.route_in_group(view, conversation, _group(conversation), now, NO_ANSWER)
+    paused = _pause(view, holder, now) if view.settings().pause_on_no_answer else []
+    return moved + paused + routing.serve(view, old, now)
+
+
+def _pause(view: TenantView, respondent: Respondent, now: datetime) -> list[Decision]:
+    """Make an available respondent unavailable, as their own status event would."""
+    if respondent.status != AVAILABLE:
+        return []
+    respondent.status = UNAVAILABLE
+    _arm_reassignments(view, respondent, now)
+    data = {"respondent": respondent.respondent_id, "reason": NO_ANSWER}
+    return [Decision("respondent.paused", data)]
+
+
+def _fire_idle(
+    view: TenantView, conversation: Conversation, timer: Timer, now: datetime
+) -> list[Decision]:
+    """Close it when it has been idle long enough; after a message, wait on from it."""
+    watched = conversation.state not in (State.CLOSED, State.SNOOZED)
+    if view.settings().close_after_idle_s is None or not watched:
+        return []
+    if _idle_due(view, conversation) > now:
+        _watch_idle(view, conversation)
+        return []
+    conversation.close_cause = IDLE
+    closed = Decision("conversation.closed", {"conversation": conversation.conversation_id})
+    return [
+        Decision(closed.type, closed.data | {"cause": IDLE}),
+        *_close(view, conversation, now, IDLE),
+    ]
+
+
 _HANDLERS: dict[type, Handler] = {
     RespondentUpdated: _respondent_updated,
     RespondentStatus: _respondent_status,
     RuleUpdated: _rule_updated,
     RuleDeleted: _rule_deleted,
     TenantUpdated: _tenant_updated,
+    GroupUpdated: _group_updated,
     ConversationStarted: _started,
+    ConversationPrioritized: _prioritized,
     MessagePosted: _message,
     VisitorPresence: _presence,
     ConversationTransferred: _transferred,
@@ -461,4 +639,7 @@ _HANDLERS: dict[type, Handler] = {
 _TIMERS: dict[str, Callable[[TenantView, Conversation, Timer, datetime], list[Decision]]] = {
     TimerKind.WAKE: _fire_wake,
     TimerKind.REASSIGN: _fire_reassign,
+    TimerKind.OVERFLOW: policy.overflow,
+    TimerKind.ANSWER: _fire_answer,
+    TimerKind.IDLE: _fire_idle,
 }

@@ -27,6 +27,9 @@ from chatroute.domain.model import (
 from chatroute.domain.ports import TenantView
 
 TRANSFER = "transfer"
+# Timers that belong to where a conversation is (a hold, an assignment, a rule's queue):
+# every move cancels them, and the new place arms its own.
+PLACEMENT = (TimerKind.REASSIGN, TimerKind.ANSWER, TimerKind.OVERFLOW)
 
 _OPS: dict[str, Callable[[str, Any], bool]] = {
     "eq": lambda attribute, value: attribute == value,
@@ -50,12 +53,18 @@ def matches(rule: Rule, attributes: Mapping[str, str]) -> bool:
     return all(_condition_holds(condition, attributes) for condition in rule.conditions)
 
 
-def route_group(rules: Iterable[Rule], attributes: Mapping[str, str]) -> str | None:
-    """The group of the first matching rule by (priority, rule id), or None."""
+def first_rule(rules: Iterable[Rule], attributes: Mapping[str, str]) -> Rule | None:
+    """The first matching rule by (priority, rule id), or None."""
     for rule in sorted(rules, key=lambda rule: (rule.priority, rule.rule_id)):
         if matches(rule, attributes):
-            return rule.group
+            return rule
     return None
+
+
+def route_group(rules: Iterable[Rule], attributes: Mapping[str, str]) -> str | None:
+    """The group of the first matching rule's first target, or None."""
+    rule = first_rule(rules, attributes)
+    return None if rule is None else rule.group
 
 
 # choosing a respondent
@@ -80,9 +89,9 @@ def choose(candidates: Iterable[Respondent], exclude: Collection[str] = ()) -> R
 
 
 def _pick(
-    candidates: Iterable[Respondent], prefer_not: str | None, exclude: str | None
+    candidates: Iterable[Respondent], prefer_not: str | None, exclude: Collection[str | None]
 ) -> Respondent | None:
-    allowed = [r for r in candidates if r.respondent_id != exclude]
+    allowed = [r for r in candidates if r.respondent_id not in exclude]
     preferred = choose(allowed, exclude={prefer_not} if prefer_not else ())
     return preferred or choose(allowed)
 
@@ -146,11 +155,27 @@ def arm_timer(
     return timer
 
 
-def cancel_timers(view: TenantView, conversation_id: str, kind: str | None = None) -> None:
-    """Cancel the conversation's armed timers (of ``kind`` only, when given)."""
+def cancel_timers(view: TenantView, conversation_id: str, *kinds: str) -> None:
+    """Cancel the conversation's armed timers (of ``kinds`` only, when given)."""
     for timer in view.armed_timers(conversation_id):
-        if kind is None or timer.kind == kind:
+        if not kinds or timer.kind in kinds:
             timer.state = TimerState.CANCELLED
+
+
+def _arm_answer_deadline(view: TenantView, conversation: Conversation, now: datetime) -> None:
+    """The answer deadline of a contact its respondent has not answered yet, from now."""
+    within = view.settings().answer_within_s
+    contact = open_contact(view, conversation.conversation_id)
+    if within is None or contact is None or contact.answered:
+        return
+    due = now + timedelta(seconds=within)
+    arm_timer(view, TimerKind.ANSWER, conversation.conversation_id, contact.respondent, due)
+
+
+def _held_by_someone_else(conversation: Conversation, respondent_id: str) -> None:
+    """Whoever missed its answer deadline may be chosen for it again once another held it."""
+    if conversation.excluded != respondent_id:
+        conversation.excluded = None
 
 
 # placing a conversation
@@ -166,15 +191,19 @@ def assign(
     *,
     comment: str | None = None,
     from_respondent: str | None = None,
+    sticky: bool = False,
 ) -> Decision:
     """Give ``conversation`` to ``respondent`` (who must be free): ``conversation.assigned``."""
-    cancel_timers(view, conversation.conversation_id, TimerKind.REASSIGN)
+    cancel_timers(view, conversation.conversation_id, *PLACEMENT)
     conversation.group = group
+    conversation.target = None
+    _held_by_someone_else(conversation, respondent.respondent_id)
     _take_over(view, conversation, respondent.respondent_id, now, cause)
     respondent.load += 1
     respondent.last_assigned_at = now
     conversation.state = State.ASSIGNED
     conversation.respondent = respondent.respondent_id
+    _arm_answer_deadline(view, conversation, now)
     data: dict[str, Any] = {
         "conversation": conversation.conversation_id,
         "respondent": respondent.respondent_id,
@@ -183,6 +212,8 @@ def assign(
     }
     if cause == TRANSFER:
         data |= {"comment": comment, "from_respondent": from_respondent}
+    if sticky:
+        data["sticky"] = True
     return Decision("conversation.assigned", data)
 
 
@@ -198,6 +229,9 @@ def hold_for(
     from_respondent: str | None = None,
 ) -> Decision:
     """Keep ``conversation`` pending for a respondent, with a reassignment timer."""
+    cancel_timers(view, conversation.conversation_id, *PLACEMENT)
+    conversation.target = None
+    _held_by_someone_else(conversation, respondent_id)
     reassign_at = now + timedelta(seconds=view.settings().reassign_after_s)
     hold = PendingHold(
         tenant=view.tenant,
@@ -239,21 +273,46 @@ def assign_or_hold(
 
 
 def enqueue(
-    view: TenantView, conversation: Conversation, group: str, now: datetime, cause: str
+    view: TenantView,
+    conversation: Conversation,
+    group: str,
+    now: datetime,
+    cause: str,
+    *,
+    joined_at: datetime | None = None,
+    target: int | None = None,
 ) -> Decision:
-    """Put ``conversation`` at the end of ``group``'s queue; an open contact ends (``cause``)."""
+    """Put ``conversation`` in ``group``'s queue, in its order (``QueueEntry.order_key``); an
+    open contact ends (``cause``). ``joined_at``: the time it keeps from the queue it left
+    (an overflow); ``target``: the index of its rule's target this queue is."""
     end_contact(view, conversation, now, cause)
-    cancel_timers(view, conversation.conversation_id, TimerKind.REASSIGN)
-    entry = QueueEntry(view.tenant, conversation.conversation_id, group, view.next_seq(), now)
+    cancel_timers(view, conversation.conversation_id, *PLACEMENT)
+    entry = QueueEntry(
+        view.tenant,
+        conversation.conversation_id,
+        group,
+        view.next_seq(),
+        queued_at=now,
+        priority=conversation.priority,
+        joined_at=joined_at or now,
+        cause=cause,
+        excluded=conversation.excluded,
+    )
     view.enqueue(entry)
     conversation.state = State.QUEUED
     conversation.respondent = None
     conversation.group = group
+    conversation.target = target
     if conversation.queued_at is None:
         conversation.queued_at = now
+    return queued(view, entry)
+
+
+def queued(view: TenantView, entry: QueueEntry) -> Decision:
+    """``conversation.queued`` for ``entry`` at its place now."""
+    data = {"conversation": entry.conversation_id, "group": entry.group}
     position = view.queue_position(entry)
-    data = {"conversation": conversation.conversation_id, "group": group, "position": position}
-    return Decision("conversation.queued", data)
+    return Decision("conversation.queued", data | {"position": position, "cause": entry.cause})
 
 
 def route_in_group(
@@ -270,9 +329,11 @@ def route_in_group(
 ) -> list[Decision]:
     """Assign to the best free member of ``group``, else queue it there.
 
-    ``prefer_not`` is chosen only when nobody else is free; ``exclude`` never is.
+    ``prefer_not`` is chosen only when nobody else is free; ``exclude`` never is, nor the
+    respondent who missed the conversation's answer deadline.
     """
-    chosen = _pick(view.free_respondents(group), prefer_not, exclude)
+    excluded = {exclude, conversation.excluded}
+    chosen = _pick(view.free_respondents(group), prefer_not, excluded)
     if chosen is None:
         return [enqueue(view, conversation, group, now, cause)]
     note = {"comment": comment, "from_respondent": from_respondent}
@@ -298,7 +359,7 @@ def _serve_one(view: TenantView, respondent: Respondent, now: datetime) -> Decis
     hold = view.oldest_hold(respondent.respondent_id)
     if hold is not None:
         return _deliver_hold(view, hold, respondent, now)
-    entry = view.queue_head(respondent.groups)
+    entry = view.queue_head(respondent.groups, respondent.respondent_id)
     if entry is not None:
         return _deliver_entry(view, entry, respondent, now)
     return None

@@ -43,8 +43,9 @@ def assigned(c: str, r: str, g: str, cause: str, **transfer: str | None) -> Deci
     return Decision("conversation.assigned", data | transfer)
 
 
-def queued(c: str, g: str, position: int) -> Decision:
-    return Decision("conversation.queued", {"conversation": c, "group": g, "position": position})
+def queued(c: str, g: str, position: int, cause: str = "new") -> Decision:
+    data = {"conversation": c, "group": g, "position": position, "cause": cause}
+    return Decision("conversation.queued", data)
 
 
 def pending(c: str, r: str, g: str, reassign_at: datetime) -> Decision:
@@ -227,7 +228,10 @@ def test_new_conversation_takes_the_first_matching_rule(desk: Desk) -> None:
 def test_no_rule_matched_leaves_it_unrouted_but_open(desk: Desk) -> None:
     desk.when(RuleDeleted("all"))
     assert desk.start("c1") == [
-        Decision("conversation.unrouted", {"conversation": "c1", "reason": "no rule matched"})
+        Decision(
+            "conversation.unrouted",
+            {"conversation": "c1", "reason": "no rule matched", "code": "no_rule"},
+        )
     ]
     assert desk.conversation("c1").state == State.UNROUTED
     desk.when(MessagePosted("c1", "visitor"))
@@ -347,7 +351,7 @@ def test_transfer_to_a_group_prefers_others_then_holder_then_queue(desk: Desk) -
     desk.when(RespondentUpdated("r1", ["g1", "g2"], 1))
     to_queue = desk.when(ConversationTransferred("c2", "r1", to_group="g2"))
     assert to_holder == [assigned("c1", "r1", "g2", "transfer", comment="tv", from_respondent="r1")]
-    assert to_queue == [queued("c2", "g2", 1)]
+    assert to_queue == [queued("c2", "g2", 1, "transfer")]
     assert desk.contacts("c1") == [("r1", "transfer"), ("r1", None)]
     assert desk.contacts("c2") == [("r1", "transfer")]
 
@@ -362,7 +366,7 @@ def test_transfer_to_a_group_serves_the_holders_slot_first(desk: Desk) -> None:
     # When r1 sends c1 back to g1
     decisions = desk.when(ConversationTransferred("c1", "r1", to_group="g1"))
     # Then the older c3 takes r1's slot and c1 queues behind
-    assert decisions == [assigned("c3", "r1", "g1", "queue"), queued("c1", "g1", 1)]
+    assert decisions == [assigned("c3", "r1", "g1", "queue"), queued("c1", "g1", 1, "transfer")]
 
 
 def _closed_c1(desk: Desk) -> None:
@@ -411,7 +415,9 @@ def test_a_group_named_only_by_a_respondent_is_known(desk: Desk) -> None:
     desk.respondent("r1")
     desk.respondent("r2", "g7", available=False)
     desk.start("c1")
-    assert desk.when(ConversationTransferred("c1", "r1", to_group="g7")) == [queued("c1", "g7", 1)]
+    assert desk.when(ConversationTransferred("c1", "r1", to_group="g7")) == [
+        queued("c1", "g7", 1, "transfer")
+    ]
 
 
 # Snooze and wake
@@ -509,7 +515,7 @@ def test_wake_without_keep_queues_when_nobody_is_free(desk: Desk) -> None:
     desk.when(ConversationSnoozed("c1", "r1", keep=False))
     desk.status("r1", False)
     decisions = desk.when(MessagePosted("c1", "visitor"))
-    assert decisions == [woken("c1", "visitor_reply"), queued("c1", "g1", 1)]
+    assert decisions == [woken("c1", "visitor_reply"), queued("c1", "g1", 1, "wake")]
     assert desk.contacts("c1") == [("r1", "wake")]
 
 
@@ -700,7 +706,7 @@ def test_a_hold_for_a_full_respondent_goes_to_the_queue_never_to_them(desk: Desk
     desk.start("c2")
     desk.when(ConversationTransferred("c1", "r1", to_respondent="r2"))
     desk.when(RespondentUpdated("r1", ["g1"], 0))
-    assert desk.advance(60) == [queued("c1", "g1", 1)]
+    assert desk.advance(60) == [queued("c1", "g1", 1, "reassign")]
 
 
 def test_an_assigned_conversation_is_reassigned_when_its_holder_stays_away(desk: Desk) -> None:

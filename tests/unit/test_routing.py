@@ -179,7 +179,7 @@ def test_route_in_group_queues_with_positions_when_nobody_is_free() -> None:
         positions.append(decisions[0].data["position"])
     assert positions == [1, 2, 3]
     assert view.conversations["c1"].state == State.QUEUED
-    assert view.queue_entry("c1") == QueueEntry("t", "c1", "g1", 1, T0)
+    assert view.queue_entry("c1") == QueueEntry("t", "c1", "g1", 1, T0, joined_at=T0)
 
 
 @pytest.mark.parametrize(
