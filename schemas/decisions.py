@@ -81,6 +81,7 @@ class Paused(Data):
 
     respondent: str
     reason: Literal["no_answer"]
+    conversation: str  # the one whose answer deadline they missed
 
 
 class VisitorNotify(Data):

@@ -586,18 +586,21 @@ def _fire_answer(
     _release(view, conversation, holder, now, NO_ANSWER)
     conversation.excluded = old
     moved = routing.route_in_group(view, conversation, _group(conversation), now, NO_ANSWER)
-    paused = _pause(view, holder, now) if view.settings().pause_on_no_answer else []
+    paused = _pause(view, holder, conversation, now) if view.settings().pause_on_no_answer else []
     return moved + paused + routing.serve(view, old, now)
 
 
-def _pause(view: TenantView, respondent: Respondent, now: datetime) -> list[Decision]:
-    """Make an available respondent unavailable, as their own status event would."""
+def _pause(
+    view: TenantView, respondent: Respondent, missed: Conversation, now: datetime
+) -> list[Decision]:
+    """Make an available respondent unavailable, as their own status event would; the
+    decision names the conversation they missed."""
     if respondent.status != AVAILABLE:
         return []
     respondent.status = UNAVAILABLE
     _arm_reassignments(view, respondent, now)
     data = {"respondent": respondent.respondent_id, "reason": NO_ANSWER}
-    return [Decision("respondent.paused", data)]
+    return [Decision("respondent.paused", data | {"conversation": missed.conversation_id})]
 
 
 def _fire_idle(
