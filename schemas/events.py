@@ -159,7 +159,9 @@ def _valid_hours(value: Any) -> Any:
     try:
         parsed = hours.parse(value)
     except hours.InvalidHours as error:
-        raise PydanticCustomError("invalid_hours", "{reason}", {"reason": error.reason}) from None
+        # The field's path is already "data.hours": "hours.weekly.mon: ..." -> "weekly.mon: ..."
+        reason = error.reason.removeprefix("hours").lstrip(".: ")
+        raise PydanticCustomError("invalid_hours", "{reason}", {"reason": reason}) from None
     return None if parsed is None else parsed.to_json()
 
 
