@@ -165,8 +165,10 @@ def cancel_timers(view: TenantView, conversation_id: str, *kinds: str) -> None:
 def _arm_answer_deadline(view: TenantView, conversation: Conversation, now: datetime) -> None:
     """The answer deadline of a contact its respondent has not answered yet, from now."""
     within = view.settings().answer_within_s
+    if within is None:
+        return  # off (the default): not even the contact is looked at
     contact = open_contact(view, conversation.conversation_id)
-    if within is None or contact is None or contact.answered:
+    if contact is None or contact.answered:
         return
     due = now + timedelta(seconds=within)
     arm_timer(view, TimerKind.ANSWER, conversation.conversation_id, contact.respondent, due)

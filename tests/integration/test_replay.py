@@ -168,9 +168,9 @@ def test_queue_served_when_respondent_becomes_available_or_gets_more_slots(
     shop.event("respondent.updated", respondent="a", groups=["G"], slots=3)
     decisions = run(tmp_path, jsonl(shop.lines))
     assert [(d["type"], d["data"]["conversation"], d["data"].get("cause")) for d in decisions] == [
-        ("conversation.queued", "c1", None),
-        ("conversation.queued", "c2", None),
-        ("conversation.queued", "c3", None),
+        ("conversation.queued", "c1", "new"),
+        ("conversation.queued", "c2", "new"),
+        ("conversation.queued", "c3", "new"),
         ("conversation.assigned", "c1", "queue"),
         ("conversation.assigned", "c2", "queue"),
         ("conversation.assigned", "c3", "queue"),
