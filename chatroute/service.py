@@ -538,11 +538,24 @@ class _Run:
                 else list(takewhile(lambda t: not attempts.tries(t), armed))
             )
             if self.tries is not None:
-                self.tries.count_timers([t.timer_id for t in clean])
-            for timer in clean:
-                self._fire(timer)
-            if len(clean) < len(armed):
+                counted = set(self.tries.timers)  # a batch cut short counted its rest already
+                self.tries.count_timers([t.timer_id for t in clean if t.timer_id not in counted])
+            if self._fire_in_order(clean, upto) and len(clean) < len(armed):
                 self._fire_suspect(armed[len(clean)])
+
+    def _fire_in_order(self, timers: Sequence[Timer], upto: datetime) -> bool:
+        """Fire ``timers`` (due by ``upto``, in order) until one arms a timer due before the
+        next of them: then False, and the caller reads the due timers again."""
+        for timer, following in zip(timers, [*timers[1:], None], strict=True):
+            self.view.lately_armed.clear()
+            self._fire(timer)
+            if following is not None and any(
+                (new.due, new.timer_id) < (following.due, following.timer_id)
+                for new in self.view.lately_armed
+                if new.due <= upto
+            ):
+                return False
+        return True
 
     def _fire_suspect(self, timer: Timer) -> None:
         if self.progressed or self.fired:

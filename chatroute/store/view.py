@@ -78,6 +78,9 @@ class SqlTenantView:
         self._contacts: dict[str, list[Contact]] = {}
         self._timers: dict[str, list[Timer]] = {}
         self._next_due: datetime | _Unknown | None = UNKNOWN
+        # Timers armed since the caller last emptied it: firing a batch of due timers must
+        # notice one armed by a firing that falls due before the rest of the batch.
+        self.lately_armed: list[Timer] = []
         self._rows: dict[type[QueueEntry | PendingHold], int] = {}
         # Members of each group looked at (free or not); conversations and respondents looked
         # up, None for those known not to exist. A pending (new) object is not in the session's
@@ -421,6 +424,7 @@ class SqlTenantView:
     # durable timers
     def arm_timer(self, timer: Timer) -> None:
         self.session.add(timer)
+        self.lately_armed.append(timer)
         floor = self._earliest_due()
         self._next_due = timer.due if floor is None else min(floor, timer.due)
         if timer.conversation_id in self._timers:

@@ -1053,15 +1053,6 @@ def test_until_fires_overflow_deadline_and_idle_timers_after_the_last_event(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: service._Run.fire_due fires every timer of the batch it fetched, so a "
-        "timer armed by one of them (here the answer deadline armed by the overflow "
-        "assignment, due t1+180) is passed over by a later one of the same batch (the idle "
-        "close, due t1+600), which cancels it; lifecycle.fire_due re-reads after each timer"
-    ),
-)
 def test_until_fires_a_deadline_armed_by_an_overflow_before_a_later_idle_close(
     tmp_path: Path,
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -194,4 +194,32 @@ def test_snoozed_conversations_do_not_occupy_slots(tmp_path: Path, shop: Events)
         ("conversation.snoozed", "c1", "a"),
         ("conversation.assigned", "c2", "a"),
         ("conversation.queued", "c3", ("G", 1)),
+    ]
+
+
+def test_a_reassignment_armed_by_a_wake_fires_before_a_later_wake_of_the_same_batch(
+    tmp_path: Path, shop: Events
+) -> None:
+    # Given reassignment after 30 s, two conversations snoozed by a respondent who then goes
+    # away, waking at +10 s and +60 s: both timers fall due in one batch after the last event
+    shop.event("tenant.updated", reassign_after_s=30)
+    shop.respondent("a", ["G"], slots=2)
+    shop.respondent("b", ["G"], slots=2)
+    shop.start("c1")
+    shop.start("c2")  # a and b hold one each: c1 by a (first by id), c2 by b
+    first = snooze(shop, "c1", "a", timedelta(seconds=10))["data"]["until"]
+    second = snooze(shop, "c2", "b", timedelta(seconds=60))["data"]["until"]
+    shop.event("respondent.status", respondent="a", status="unavailable")
+    # When the day is replayed until an hour later
+    decisions = run(tmp_path, jsonl(shop.lines), until=START + timedelta(hours=1))
+    # Then c1 waits for a from its wake, and is reassigned 30 s later, before c2 wakes
+    reassigned = rfc3339(datetime.fromisoformat(first) + timedelta(seconds=30))
+    assert reassigned < second
+    timed = [(d["type"], d["data"]["conversation"], d["time"]) for d in decisions[4:]]
+    assert timed == [
+        ("conversation.woken", "c1", first),
+        ("conversation.pending", "c1", first),
+        ("conversation.assigned", "c1", reassigned),
+        ("conversation.woken", "c2", second),
+        ("conversation.assigned", "c2", second),
     ]
