@@ -270,6 +270,9 @@ def _fill(rt: bootstrap.Runtime, setting: Setting, now: datetime) -> None:
             "group_id": "Q",
             "seq": n + 1,
             "queued_at": now,
+            "priority": 0,
+            "joined_at": now,
+            "cause": "new",
         }
         for n in range(setting.queued)
     ]

@@ -17,6 +17,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -159,15 +160,46 @@ def _valid_hours(value: Any) -> Any:
     try:
         parsed = hours.parse(value)
     except hours.InvalidHours as error:
-        raise PydanticCustomError("invalid_hours", "{reason}", {"reason": error.reason}) from None
+        # The field's path is already "data.hours": "hours.weekly.mon: ..." -> "weekly.mon: ..."
+        reason = error.reason.removeprefix("hours").lstrip(".: ")
+        raise PydanticCustomError("invalid_hours", "{reason}", {"reason": reason}) from None
     return None if parsed is None else parsed.to_json()
+
+
+_TIME = {"type": "string", "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"}
+_INTERVAL = {"type": "array", "prefixItems": [_TIME, _TIME], "minItems": 2, "maxItems": 2}
+HOURS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "description": "Local wall-clock intervals [start, end) per day in an IANA zone",
+            "properties": {
+                "timezone": {"type": "string", "description": "IANA zone, e.g. Europe/Paris"},
+                "weekly": {
+                    "type": "object",
+                    "properties": {
+                        day: {"type": "array", "items": _INTERVAL} for day in hours.DAYS
+                    },
+                    "additionalProperties": False,
+                },
+                "closed": {"type": "array", "items": {"type": "string", "format": "date"}},
+            },
+            "required": ["timezone"],
+        },
+        {"type": "null"},
+    ],
+    "default": None,
+    "title": "Hours",
+}
 
 
 class GroupUpdated(Data):
     """A group's settings (contract v2); fields left out keep their value, null resets."""
 
     group: Id
-    hours: Annotated[dict[str, Any] | None, AfterValidator(_valid_hours)] = None
+    hours: Annotated[
+        dict[str, Any] | None, AfterValidator(_valid_hours), WithJsonSchema(HOURS_SCHEMA)
+    ] = None
     max_queue: Count | None = None
 
 

@@ -28,6 +28,7 @@ def _map_all() -> None:
     m = mapper_registry.map_imperatively
     m(model.TenantSettings, tables.tenants)
     m(model.Respondent, tables.respondents, version_id_col=tables.respondents.c.version)
+    m(model.Group, tables.groups)
     m(model.Rule, tables.rules, properties={"group": tables.rules.c.group_id})
     m(
         model.Conversation,

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -49,6 +50,9 @@ Seq = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements IN
 Id = String(200)
 JsonList: Any = MutableList.as_mutable(JSON())
 JsonDict: Any = MutableDict.as_mutable(JSON())
+# Nullable JSON columns: ``None`` is SQL NULL (plain ``JSON`` would write the JSON ``null``).
+JsonListOrNull: Any = MutableList.as_mutable(JSON(none_as_null=True))
+JsonDictOrNull: Any = MutableDict.as_mutable(JSON(none_as_null=True))
 
 metadata = MetaData(
     naming_convention={
@@ -78,6 +82,12 @@ tenants = Table(
     Column("clock_skew_s", Integer, nullable=False, default=5, server_default="5"),
     Column("effective_at", UTCDateTime),
     Column("adjusted_events", BigInteger, nullable=False, default=0, server_default="0"),
+    # Routing policy v2: all off by default (model.TenantSettings).
+    Column("sticky_within_s", Integer, nullable=False, default=0, server_default="0"),
+    Column("answer_within_s", Integer),
+    Column("pause_on_no_answer", Boolean, nullable=False, default=False, server_default=false()),
+    Column("close_after_idle_s", Integer),
+    Column("idle_since", UTCDateTime),
 )
 
 respondents = Table(
@@ -103,14 +113,25 @@ memberships = Table(
     Column("position", Integer, nullable=False),
 )
 
+# Declared groups (``group.updated``): a group need not be declared to be used.
+groups = Table(
+    "groups",
+    metadata,
+    _tenant(),
+    Column("group_id", Id, primary_key=True),
+    Column("hours", JsonDictOrNull),  # hours.Hours.to_json(); null: always open
+    Column("max_queue", Integer),  # null: unlimited
+)
+
 rules = Table(
     "rules",
     metadata,
     _tenant(),
     Column("rule_id", Id, primary_key=True),
-    Column("group_id", Id, nullable=False),
+    Column("group_id", Id, nullable=False),  # the first target's group
     Column("priority", Integer, nullable=False),
     Column("conditions", JsonList, nullable=False),
+    Column("targets", JsonListOrNull),  # null: the v1 form, one target: group_id
 )
 
 conversations = Table(
@@ -139,8 +160,18 @@ conversations = Table(
     # When that change committed (the applying transaction's time): how late the stats worker
     # is, read from the oldest conversation above its checkpoint.
     Column("stats_changed_at", UTCDateTime),
+    # Routing policy v2 (model.Conversation).
+    Column("priority", Integer, nullable=False, default=0, server_default="0"),
+    Column("rule_targets", JsonListOrNull),
+    Column("target", Integer),
+    Column("excluded", Id),
+    Column("active_at", UTCDateTime),
+    Column("unrouted_code", String(20)),
+    Column("close_cause", String(20)),
+    Column("overflows", JsonList, nullable=False, server_default="[]"),
     Index("ix_conversations_holder", "tenant", "respondent", "state"),
     Index("ix_conversations_stats", "tenant", "stats_seq"),
+    Index("ix_conversations_visitor", "tenant", "visitor"),  # sticky routing's lookup
 )
 
 queue_entries = Table(
@@ -151,7 +182,20 @@ queue_entries = Table(
     Column("group_id", Id, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("queued_at", UTCDateTime, nullable=False),
-    Index("ix_queue_entries_order", "tenant", "group_id", "seq"),
+    Column("priority", Integer, nullable=False, default=0, server_default="0"),
+    # model.QueueEntry leaves it None for "queued_at": the view fills it in when enqueued.
+    Column("joined_at", UTCDateTime, nullable=False),
+    Column("cause", String(20), nullable=False, default="new", server_default="new"),
+    Column("excluded", Id),
+)
+# A group's queue in QueueEntry.order_key order: the head is the first row of the range.
+Index(
+    "ix_queue_entries_order",
+    queue_entries.c.tenant,
+    queue_entries.c.group_id,
+    queue_entries.c.priority.desc(),
+    queue_entries.c.joined_at,
+    queue_entries.c.seq,
 )
 
 pending_holds = Table(
@@ -256,6 +300,7 @@ ROUTING_STATE = (
     tenants,
     respondents,
     memberships,
+    groups,
     rules,
     conversations,
     queue_entries,

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, inspect, select
+from sqlalchemy import Connection, delete, func, insert, inspect, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from chatroute.domain.model import (
     AVAILABLE,
     Contact,
     Conversation,
+    Group,
     PendingHold,
     QueueEntry,
     Respondent,
     Rule,
+    State,
     TenantSettings,
     Timer,
     TimerState,
@@ -34,6 +37,9 @@ UNKNOWN = _Unknown()
 
 # The session.info key under which an applying transaction keeps its time.
 NOW = "now"
+# A group's queue order (QueueEntry.order_key), the order of its index.
+_Q = tables.queue_entries.c
+_QUEUE_ORDER = (_Q.priority.desc(), _Q.joined_at, _Q.seq)
 # How many free members of a group a transaction reads, best first (see free_respondents).
 RANKED = 64
 MIN_UNCHANGED = 3
@@ -68,6 +74,7 @@ class SqlTenantView:
         # Caches for one transaction (this view holds the tenant's lock, so nobody else
         # writes these rows meanwhile): they spare a query per event on the hot path.
         self._rules: dict[str, Rule] | None = None
+        self._groups: dict[str, Group | None] = {}  # None: looked up, not declared
         self._contacts: dict[str, list[Contact]] = {}
         self._timers: dict[str, list[Timer]] = {}
         self._next_due: datetime | _Unknown | None = UNKNOWN
@@ -162,11 +169,31 @@ class SqlTenantView:
         return self._ranked[group]
 
     def group_exists(self, group: str) -> bool:
+        # Rules' targets are JSON: looked at here, over the (cached, live) rules.
+        if any(group == t["group"] for rule in self.rules() for t in rule.target_list()):
+            return True
+        if self._groups.get(group) is not None:
+            return True
         self.session.flush()  # memberships are written by the flush
-        m, r = tables.memberships.c, tables.rules.c
+        m, g = tables.memberships.c, tables.groups.c
         member = select(m.group_id).where(m.tenant == self.tenant, m.group_id == group)
-        ruled = select(r.group_id).where(r.tenant == self.tenant, r.group_id == group)
-        return self.session.execute(member.union_all(ruled).limit(1)).first() is not None
+        declared = select(g.group_id).where(g.tenant == self.tenant, g.group_id == group)
+        return self.session.execute(member.union_all(declared).limit(1)).first() is not None
+
+    # groups' settings
+    def group(self, group_id: str) -> Group | None:
+        if group_id not in self._groups:
+            self._groups[group_id] = self.session.get(Group, (self.tenant, group_id))
+        return self._groups[group_id]
+
+    def add_group(self, group: Group) -> None:
+        # As the memory view's dict: a new object for a declared group replaces it (the flush
+        # turns the delete and the insert of one key into an update).
+        known = self.group(group.group_id)
+        if known is not None and known is not group:
+            self._delete(known)
+        self.session.add(group)
+        self._groups[group.group_id] = group
 
     # rules
     def rules(self) -> list[Rule]:
@@ -208,6 +235,52 @@ class SqlTenantView:
         )
         return list(self.session.scalars(query.order_by(Conversation.conversation_id)))
 
+    def idle_candidates(self) -> list[Conversation]:
+        self.session.flush()
+        query = select(Conversation).where(
+            Conversation.tenant == self.tenant,
+            Conversation.state.not_in([State.CLOSED, State.SNOOZED]),
+        )
+        found = list(self.session.scalars(query))
+        for conversation in found:
+            self._conversations[conversation.conversation_id] = conversation
+        # Sorted here: Python's order of ids is the memory view's, whatever the collation.
+        return sorted(found, key=lambda c: c.conversation_id)
+
+    def last_answered_contact(self, visitor: str) -> Contact | None:
+        # Contacts added or changed in this transaction count: written first.
+        self.session.flush()
+        c = tables.conversations.c
+        ended = Contact.ended_at
+        cid = Contact.conversation_id
+        by_id = cid.collate("C") if self._postgresql() else cid
+        query = (
+            select(Contact)
+            .join(
+                tables.conversations,
+                (c.tenant == Contact.tenant) & (c.conversation_id == Contact.conversation_id),
+            )
+            .where(
+                c.tenant == self.tenant,
+                c.visitor == visitor,
+                Contact.tenant == self.tenant,
+                Contact.answered.is_(True),
+            )
+            # memory.recency, greatest first: open ones, then by end (or start), start, id
+            .order_by(
+                ended.is_(None).desc(),
+                func.coalesce(ended, Contact.started_at).desc(),
+                Contact.started_at.desc(),
+                by_id.desc(),
+                Contact.number.desc(),
+            )
+            .limit(1)
+        )
+        return self.session.scalars(query).first()
+
+    def _postgresql(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
     # group queues
     def queue_entry(self, conversation_id: str) -> QueueEntry | None:
         return self.session.get(QueueEntry, (self.tenant, conversation_id))
@@ -215,6 +288,8 @@ class SqlTenantView:
     def enqueue(self, entry: QueueEntry) -> None:
         # Counted before the change: the count's query flushes the session.
         self._rows[QueueEntry] = self._count(QueueEntry) + 1
+        if entry.joined_at is None:  # the column is the order's: "None: queued_at" written out
+            entry.joined_at = entry.queued_at
         self.session.add(entry)
 
     def dequeue(self, entry: QueueEntry) -> None:
@@ -222,7 +297,10 @@ class SqlTenantView:
         self._rows[QueueEntry] = self._count(QueueEntry) - 1
         self._delete(entry)
 
-    def queue_head(self, groups: Sequence[str]) -> QueueEntry | None:
+    def reprioritize(self, entry: QueueEntry, priority: int) -> None:
+        entry.priority = priority  # the flush writes it; _first flushes a changed entry first
+
+    def queue_head(self, groups: Sequence[str], respondent_id: str) -> QueueEntry | None:
         if not groups or self._count(QueueEntry) == 0:
             return None
         # Each group's head by its own index range: an IN list over the groups would let a
@@ -230,22 +308,50 @@ class SqlTenantView:
         heads = [
             self._first(
                 select(QueueEntry)
-                .where(QueueEntry.tenant == self.tenant, QueueEntry.group == group)
-                .order_by(QueueEntry.seq)
+                .where(
+                    QueueEntry.tenant == self.tenant,
+                    QueueEntry.group == group,
+                    or_(QueueEntry.excluded.is_(None), QueueEntry.excluded != respondent_id),
+                )
+                .order_by(*_QUEUE_ORDER)
                 .limit(1),
                 QueueEntry,
             )
             for group in dict.fromkeys(groups)
         ]
-        return min((h for h in heads if h is not None), key=lambda h: h.seq, default=None)
+        return min((h for h in heads if h is not None), key=QueueEntry.order_key, default=None)
 
     def queue_position(self, entry: QueueEntry) -> int:
-        query = select(func.count()).where(
-            QueueEntry.tenant == self.tenant,
-            QueueEntry.group == entry.group,
-            QueueEntry.seq <= entry.seq,
+        """1 + the entries ahead: of a higher priority, or of its priority and earlier by
+        (joined_at, seq). Two counts over ranges of the queue's index (an OR of the two in
+        one WHERE would not be one range)."""
+        joined = entry.joined_at or entry.queued_at
+        where = (QueueEntry.tenant == self.tenant, QueueEntry.group == entry.group)
+        higher = select(func.count()).where(*where, QueueEntry.priority > entry.priority)
+        earlier = select(func.count()).where(
+            *where,
+            QueueEntry.priority == entry.priority,
+            tuple_(QueueEntry.joined_at, QueueEntry.seq) < (joined, entry.seq),
         )
-        return int(self.session.scalar(query) or 0)
+        query = select(higher.scalar_subquery() + earlier.scalar_subquery())
+        return 1 + int(self._scalar(query, QueueEntry) or 0)
+
+    def queue_length(self, group: str, limit: int) -> int:
+        if limit <= 0:
+            return min(limit, 0)  # as the memory view: min(limit, length)
+        if self._count(QueueEntry) == 0:
+            return 0
+        # Bounded: a full queue's length is known after ``limit`` index entries. In the index's
+        # order, so the plan walks the group's range of it: unordered, a (generic) plan may
+        # take a LIMIT-ed seq scan, which reads the whole table when the group is small.
+        rows = (
+            select(QueueEntry.seq)
+            .where(QueueEntry.tenant == self.tenant, QueueEntry.group == group)
+            .order_by(*_QUEUE_ORDER)
+            .limit(limit)
+            .subquery()
+        )
+        return int(self._scalar(select(func.count()).select_from(rows), QueueEntry) or 0)
 
     # pending holds
     def hold(self, conversation_id: str) -> PendingHold | None:
@@ -273,15 +379,26 @@ class SqlTenantView:
         return self._first(query, PendingHold)
 
     def _first(self, query: Any, kind: type[QueueEntry | PendingHold]) -> Any:
-        """The query's first row, flushing first only when rows of ``kind`` were added or
-        removed in this session: their rows never change otherwise, and a flush per event
-        is what a busy batch would pay for every freed slot."""
+        """The query's first row, flushing first only when rows of ``kind`` were added,
+        removed or changed (a priority) in this session: a flush per event is what a busy
+        batch would pay for every freed slot."""
+        with self._flushed(kind):
+            return self.session.scalars(query).first()
+
+    def _scalar(self, query: Any, kind: type[QueueEntry | PendingHold]) -> Any:
+        """As ``_first``, for a query of one value."""
+        with self._flushed(kind):
+            return self.session.scalar(query)
+
+    @contextmanager
+    def _flushed(self, kind: type[QueueEntry | PendingHold]) -> Iterator[None]:
         session = self.session
-        pending = any(isinstance(o, kind) for o in (*session.new, *session.deleted))
-        if pending:
-            return session.scalars(query).first()
-        with session.no_autoflush:
-            return session.scalars(query).first()
+        if any(isinstance(o, kind) for o in (*session.new, *session.deleted, *session.dirty)):
+            session.flush()
+            yield
+        else:
+            with session.no_autoflush:
+                yield
 
     # contacts
     def contacts(self, conversation_id: str) -> list[Contact]:
@@ -362,6 +479,26 @@ class SqlTenantView:
         self.prefetch({timer.conversation_id for timer in due})
         self._next_due = UNKNOWN  # the caller fires these: ask again next time
         return due
+
+    def armed_timers_of_kind(self, kind: str) -> list[Timer]:
+        if self._earliest_due() is None:
+            return []
+        self.session.flush()
+        query = select(Timer.conversation_id).where(
+            Timer.tenant == self.tenant, Timer.kind == kind, Timer.state == TimerState.ARMED
+        )
+        ids = set(self.session.scalars(query))
+        # Through the per-conversation cache, so what is handed out is what armed_timers
+        # hands out (and what arming appends to).
+        self.prefetch(ids)
+        self._load_timers([cid for cid in ids if cid not in self._timers])
+        armed = [
+            t
+            for cid in ids
+            for t in self._timers[cid]
+            if t.kind == kind and t.state == TimerState.ARMED
+        ]
+        return sorted(armed, key=lambda t: t.timer_id)
 
     def _earliest_due(self) -> datetime | None:
         """The earliest due time of the tenant's armed timers (earlier is harmless: it only

@@ -1,11 +1,14 @@
 """``docs/contract.md`` keeps in step with the code: every event and decision type of the
-schemas has its section there, naming each of its fields, and each section's JSON example is
-one the code takes; the README points to the document."""
+schemas has its section there (events under "Events", decisions under "Decisions": a type
+such as ``conversation.closed`` is both), naming each of its fields and each value of its
+enumerated fields, and each section's JSON example is one the code takes; "Coming in v2"
+lists only what the code lacks; the README points to the document."""
 
 from __future__ import annotations
 
 import json
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -19,14 +22,35 @@ HEADING = re.compile(r"^#### `([a-z_.]+)`$", re.MULTILINE)
 JSON_BLOCK = re.compile(r"```json\n(.*?)```", re.DOTALL)
 
 
-def sections() -> dict[str, str]:
-    """The text under each ``#### `type` `` heading, up to the next heading."""
+def part(title: str | None) -> str:
+    """The text of the ``## title`` part of the doc, up to the next ``## `` (None: all)."""
     text = DOC.read_text()
+    if title is None:
+        return text
+    start = text.index(f"\n## {title}\n") + len(f"\n## {title}\n")
+    following = re.search(r"^## ", text[start:], re.MULTILINE)
+    return text[start : start + following.start()] if following else text[start:]
+
+
+def sections(title: str | None = None) -> dict[str, str]:
+    """The text under each ``#### `type` `` heading of a part, up to the next heading."""
+    text = part(title)
     found = {}
     for match in HEADING.finditer(text):
+        assert match.group(1) not in found, f"two sections for {match.group(1)} in one part"
         rest = text[match.end() :]
         following = re.search(r"^#{1,4} ", rest, re.MULTILINE)
         found[match.group(1)] = rest[: following.start()] if following else rest
+    return found
+
+
+def literal_strings(annotation: object) -> set[str]:
+    """The string values of the ``Literal`` types in ``annotation`` (through unions)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return {value for value in typing.get_args(annotation) if isinstance(value, str)}
+    found: set[str] = set()
+    for argument in typing.get_args(annotation):
+        found |= literal_strings(argument)
     return found
 
 
@@ -40,7 +64,7 @@ def example(section: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("type_", sorted(events.DATA_MODELS))
 def test_every_event_type_has_a_section_with_its_fields_and_a_valid_example(type_: str) -> None:
-    section = sections().get(type_)
+    section = sections("Events").get(type_)
     assert section is not None, f"docs/contract.md has no section for the event {type_}"
     for name in events.DATA_MODELS[type_].model_fields:
         assert f"`{name}`" in section, f"{type_}: field {name} is not described"
@@ -52,7 +76,7 @@ def test_every_event_type_has_a_section_with_its_fields_and_a_valid_example(type
 def test_every_decision_type_has_a_section_with_its_fields_and_a_true_example(
     type_: str,
 ) -> None:
-    section = sections().get(type_)
+    section = sections("Decisions").get(type_)
     assert section is not None, f"docs/contract.md has no section for the decision {type_}"
     for name in decisions.DATA_MODELS[type_].model_fields:
         assert f"`{name}`" in section, f"{type_}: field {name} is not described"
@@ -66,7 +90,47 @@ def test_every_decision_type_has_a_section_with_its_fields_and_a_true_example(
 
 
 def test_the_doc_has_no_section_for_a_type_the_code_lacks() -> None:
-    assert set(sections()) == set(events.DATA_MODELS) | set(decisions.DATA_MODELS)
+    assert set(sections("Events")) == set(events.DATA_MODELS)
+    assert set(sections("Decisions")) == set(decisions.DATA_MODELS)
+    headings = HEADING.findall(DOC.read_text())
+    assert len(headings) == len(events.DATA_MODELS) + len(decisions.DATA_MODELS)
+
+
+@pytest.mark.parametrize(
+    ("title", "models"), [("Events", events.DATA_MODELS), ("Decisions", decisions.DATA_MODELS)]
+)
+def test_every_enumerated_value_is_named_in_its_section(
+    title: str, models: dict[str, type]
+) -> None:
+    """A cause, code or reason a frontend may receive or send is documented where its type
+    is (the v2 causes ``overflow`` and ``no_answer``, the unrouted codes, ``idle``, ...)."""
+    found = sections(title)
+    for type_, model in models.items():
+        for name, field in model.model_fields.items():
+            for value in literal_strings(field.annotation):
+                named = f"`{value}`" in found[type_] or f'`"{value}"`' in found[type_]
+                assert named, f"{type_}.{name}: value {value} not named"
+
+
+def test_coming_in_v2_lists_only_what_the_code_lacks() -> None:
+    """What the code has (every event type, every field of an event or a decision) is
+    documented as available, not as coming; what it lacks stays there."""
+    coming = part("Coming in v2")
+    named = set(re.findall(r"`([^`]+)`", coming))
+    built = set(events.DATA_MODELS)
+    for models in (events.DATA_MODELS, decisions.DATA_MODELS):
+        for model in models.values():
+            built |= set(model.model_fields)
+    assert not named & built, named & built
+    lacking = (
+        "explain",
+        "chatroute explain",
+        "chatroute route",
+        "chatroute queues",
+        "chatroute whatif",
+    )
+    for name in lacking:
+        assert f"`{name}`" in coming, name
 
 
 def test_the_doc_names_the_amqp_topology_and_the_compatibility_rules() -> None:

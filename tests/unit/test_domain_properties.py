@@ -11,6 +11,7 @@ import copy
 import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,11 +20,13 @@ from chatroute.domain import routing
 from chatroute.domain.commands import (
     Command,
     ConversationClosed,
+    ConversationPrioritized,
     ConversationRated,
     ConversationSale,
     ConversationSnoozed,
     ConversationStarted,
     ConversationTransferred,
+    GroupUpdated,
     MessagePosted,
     RespondentStatus,
     RespondentUpdated,
@@ -50,11 +53,28 @@ GROUPS = ["g1", "g2"]
 CONVERSATIONS = ["c1", "c2", "c3", "c4", "c5", "c6"]
 # The language a conversation starts with when the run opens it (not by a generated start).
 LANGUAGES = dict(zip(CONVERSATIONS, ["fr", "en", "fr", "en-gb", "fr", "de"], strict=True))
+# Routing policy v2 is on: deadlines, stickiness, overflow chains (idle close and the
+# groups' hours and caps change during a run).
+ANSWER_WITHIN_S = 45 * 60
 SETUP: list[Command] = [
-    TenantUpdated(reassign_after_s=REASSIGN_AFTER_S),
-    RuleUpdated("fr", "g1", 1, [{"attribute": "lang", "op": "eq", "value": "fr"}]),
-    RuleUpdated("en", "g2", 2, [{"attribute": "lang", "op": "prefix", "value": "e"}]),
+    TenantUpdated(
+        reassign_after_s=REASSIGN_AFTER_S, sticky_within_s=1800, answer_within_s=ANSWER_WITHIN_S
+    ),
+    RuleUpdated(
+        "fr",
+        priority=1,
+        conditions=[{"attribute": "lang", "op": "eq", "value": "fr"}],
+        targets=[{"group": "g1", "wait_s": 900}, {"group": "g2"}],
+    ),
+    RuleUpdated(
+        "en",
+        priority=2,
+        conditions=[{"attribute": "lang", "op": "prefix", "value": "e"}],
+        targets=[{"group": "g2", "wait_s": 600}, {"group": "g1", "wait_s": 1200}],
+    ),
 ]
+OPEN = {"timezone": "Europe/Paris", "weekly": {"sun": [["00:00", "24:00"]]}}  # T0 is a Sunday
+CLOSED = {"timezone": "UTC", "weekly": {}}
 
 HOLDER = "<holder>"  # resolved when applied: whoever holds the conversation then
 TOGGLE = "<toggle>"  # resolved when applied: the status the respondent does not have
@@ -69,8 +89,9 @@ some_groups = st.lists(st.sampled_from(GROUPS), unique=True, min_size=1, max_siz
 started = st.builds(
     ConversationStarted,
     conversations,
-    st.just("v"),
+    st.sampled_from(["v", "w"]),
     st.fixed_dictionaries({"lang": st.sampled_from(["fr", "en", "en-gb", "de"])}),
+    st.sampled_from([0, 0, 5, -5]),
 )
 # The moves that change where conversations are come twice as often as the rest.
 FREQUENT = [
@@ -87,8 +108,20 @@ OCCASIONAL = [
     st.builds(ConversationClosed, conversations),
     st.builds(ConversationRated, conversations, st.integers(1, 5)),
     st.builds(ConversationSale, conversations, st.floats(0, 100)),
+    st.builds(ConversationPrioritized, conversations, st.sampled_from([-1, 0, 7])),
+    st.builds(
+        TenantUpdated,
+        close_after_idle_s=st.sampled_from([None, 45 * 60, 90 * 60]),
+        pause_on_no_answer=st.booleans(),
+    ),
 ]
-COMMANDS = st.one_of(*FREQUENT, *FREQUENT, *OCCASIONAL)
+GATES = st.builds(
+    GroupUpdated,
+    st.sampled_from(GROUPS),
+    st.sampled_from([OPEN, CLOSED, None]),
+    st.sampled_from([None, 0, 1]),
+)
+COMMANDS = st.one_of(*FREQUENT, *FREQUENT, *OCCASIONAL, GATES, GATES)
 ROSTER = st.tuples(
     *(
         st.builds(RespondentUpdated, st.just(rid), some_groups, st.integers(1, 2))
@@ -99,7 +132,7 @@ ROSTER = st.tuples(
 CREW = st.tuples(
     ROSTER,
     st.lists(respondents, unique=True, min_size=1, max_size=3),
-    st.integers(0, len(CONVERSATIONS)),
+    st.integers(0, len(CONVERSATIONS) // 2),
 )
 # (minutes the clock moves first, the command, minutes until a snooze's wake or None)
 STEPS = st.lists(
@@ -185,6 +218,7 @@ def check_state(view: InMemoryTenantView, now: datetime) -> None:
         check_place(view, conversation, now)
         check_contacts(view, conversation)
     check_no_strays(view)
+    check_queue_order(view)
     check_nobody_idle_while_queued(view)
 
 
@@ -207,7 +241,9 @@ def check_place(view: InMemoryTenantView, conversation: Conversation, now: datet
         state in (State.ASSIGNED, State.PENDING, State.SNOOZED)
     )
     if state != State.CLOSED:
-        assert (conversation.group is None) == (state == State.UNROUTED), cid
+        unrouted = state == State.UNROUTED
+        assert (conversation.unrouted_code is not None) == unrouted, cid
+        assert (conversation.group is None) == (conversation.unrouted_code == "no_rule"), cid
     if entry is not None:
         assert entry.group == conversation.group
     if hold is not None:
@@ -217,7 +253,28 @@ def check_place(view: InMemoryTenantView, conversation: Conversation, now: datet
     assert timers[TimerKind.WAKE] == (
         state == State.SNOOZED and conversation.snooze_until is not None
     )
+    assert timers[TimerKind.OVERFLOW] == _overflow_expected(conversation), cid
+    assert timers[TimerKind.ANSWER] == _deadline_expected(view, conversation), cid
+    watched = state not in (State.CLOSED, State.SNOOZED)
+    idle_on = view.settings().close_after_idle_s is not None
+    assert timers[TimerKind.IDLE] == (watched and idle_on), cid
     assert all(t.due > now for t in view.armed_timers(cid)), "a due timer was not fired"
+
+
+def _overflow_expected(conversation: Conversation) -> int:
+    """A conversation waits for its overflow only in a queue of its rule with a wait."""
+    if conversation.state != State.QUEUED or conversation.target is None:
+        return 0
+    targets = conversation.rule_targets or []
+    return int(targets[conversation.target].get("wait_s") is not None)
+
+
+def _deadline_expected(view: InMemoryTenantView, conversation: Conversation) -> int:
+    """An answer deadline runs exactly while it is assigned and its contact unanswered."""
+    if conversation.state != State.ASSIGNED:
+        return 0
+    contact = routing.open_contact(view, conversation.conversation_id)
+    return int(contact is not None and not contact.answered)
 
 
 def _reassignments_expected(view: InMemoryTenantView, conversation: Conversation) -> int:
@@ -240,6 +297,20 @@ def check_contacts(view: InMemoryTenantView, conversation: Conversation) -> None
         assert current.respondent == conversation.respondent, "an open contact lost its holder"
 
 
+def check_queue_order(view: InMemoryTenantView) -> None:
+    """Each queue holds its conversations' priorities, and positions rank them 1..n in the
+    contract's order (priority, joined time, order of joining)."""
+    by_group: dict[str, list[Any]] = {}
+    for entry in view.queue.values():
+        assert entry.priority == view.conversations[entry.conversation_id].priority, entry
+        assert entry.joined_at is not None and entry.joined_at <= entry.queued_at, entry
+        by_group.setdefault(entry.group, []).append(entry)
+    for entries in by_group.values():
+        ordered = sorted(entries, key=lambda e: (-e.priority, e.joined_at, e.seq))
+        positions = [view.queue_position(e) for e in ordered]
+        assert positions == list(range(1, len(entries) + 1))
+
+
 def check_no_strays(view: InMemoryTenantView) -> None:
     """Queue entries and holds belong to conversations queued, respectively pending."""
     states = {cid: c.state for cid, c in view.conversations.items()}
@@ -248,9 +319,11 @@ def check_no_strays(view: InMemoryTenantView) -> None:
 
 
 def check_nobody_idle_while_queued(view: InMemoryTenantView) -> None:
-    """A queued conversation never waits while a member of its group is free; nor does a hold."""
+    """A queued conversation never waits while a member of its group who may take it is free
+    (the one who missed its deadline may not); nor does a hold."""
     for entry in view.queue.values():
-        assert view.free_respondents(entry.group) == [], entry
+        free = [r for r in view.free_respondents(entry.group) if r.respondent_id != entry.excluded]
+        assert free == [], entry
     for hold in view.holds.values():
         assert not routing.is_free(view.respondents[hold.respondent]), hold
 
