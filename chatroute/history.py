@@ -1,5 +1,6 @@
 """``chatroute history``: one conversation's timeline, events and decisions in the order they
-happened, with its snoozes and reopenings marked, so a respondent sees what came before."""
+happened, with its snoozes, reopenings, overflows, missed answer deadlines, the pauses they
+caused and idle closes marked, so a respondent sees what came before."""
 
 from __future__ import annotations
 
@@ -14,7 +15,23 @@ from chatroute.bootstrap import Runtime
 from chatroute.store import inbox, tables
 from schemas.decisions import format_time
 
-MARKS = {"conversation.snoozed": "snoozed", "conversation.woken": "reopened"}
+MARKS = {
+    "conversation.snoozed": "snoozed",
+    "conversation.woken": "reopened",
+    # contract v2: the engine made its holder unavailable after a missed answer deadline (the
+    # decision names the conversation, so it is in this one's history)
+    "respondent.paused": "respondent paused",
+}
+# A decision's cause (``data.cause``) worth a mark of its own (contract v2).
+CAUSE_MARKS = {
+    ("conversation.assigned", "overflow"): "overflowed",
+    ("conversation.queued", "overflow"): "overflowed",
+    ("conversation.assigned", "no_answer"): "deadline missed",
+    ("conversation.queued", "no_answer"): "deadline missed",
+    ("conversation.closed", "idle"): "closed: idle",
+}
+# An unrouted conversation, by code: an overflow move that no later target took.
+CODE_MARKS = {("conversation.unrouted", "wait_timeout"): "overflowed: no target left"}
 
 
 def timeline(rt: Runtime, tenant: str, conversation: str) -> list[dict[str, Any]]:
@@ -88,9 +105,19 @@ def _decision(row: Any) -> dict[str, Any]:
         "cause": decision["causationid"],
         "data": decision["data"],
     }
-    if decision["type"] in MARKS:
-        entry["mark"] = MARKS[decision["type"]]
+    mark = _mark(decision["type"], decision["data"])
+    if mark is not None:
+        entry["mark"] = mark
     return entry
+
+
+def _mark(kind: str, data: dict[str, Any]) -> str | None:
+    """The readable mark of a decision that changes the course of the conversation, if any."""
+    return (
+        MARKS.get(kind)
+        or CAUSE_MARKS.get((kind, data.get("cause")))
+        or CODE_MARKS.get((kind, data.get("code")))
+    )
 
 
 def _instant(entry: dict[str, Any]) -> datetime:

@@ -30,7 +30,18 @@ CONTACT_COLUMNS = (
     "commission",
     "first_response_avg_s",
 )
-CONVERSATION_COLUMNS = ("conversations", "queued", "wait_avg_s", "wait_p90_s", "unrouted")
+UNROUTED_CODES = ("no_rule", "closed", "queue_full", "wait_timeout")
+CONVERSATION_COLUMNS = (
+    "conversations",
+    "queued",
+    "wait_avg_s",
+    "wait_p90_s",
+    "unrouted",
+    # contract v2: overflow moves into and out of the group, and ``unrouted`` by its code
+    "overflowed_in",
+    "overflowed_out",
+    *(f"unrouted_{code}" for code in UNROUTED_CODES),
+)
 # Columns holding a number with decimals: shown with two in the table, whatever the row.
 DECIMAL_COLUMNS = frozenset(
     {"satisfaction_avg", "commission", "first_response_avg_s", "wait_avg_s", "wait_p90_s"}
@@ -186,12 +197,41 @@ def _conversation_sums(
         (tenant, k): {"conversations": int(n), "queued": int(queued), "unrouted": int(unrouted)}
         for tenant, k, n, queued, unrouted in connection.execute(query)
     }
+    query = (
+        select(v.c.tenant, key, v.c.unrouted_code, func.count())
+        .where(*window.where(v), v.c.unrouted_code.is_not(None))
+        .group_by(v.c.tenant, key, v.c.unrouted_code)
+    )
+    for tenant, k, code, n in connection.execute(query):
+        sums[(tenant, k)][f"unrouted_{code}"] = int(n)
     waits: dict[tuple[str, str | None], list[float]] = defaultdict(list)
     query = select(v.c.tenant, key, v.c.wait_s).where(*window.where(v), v.c.wait_s.is_not(None))
     for tenant, k, wait in connection.execute(query):
         waits[(tenant, k)].append(float(wait))
     for k, values in waits.items():
         sums[k].update(wait_avg_s=sum(values) / len(values), wait_p90_s=percentile(values, 90))
+    for k, moves in _overflow_sums(connection, by, window).items():
+        sums.setdefault(k, {}).update(moves)  # a group only overflowed through gets a row too
+    return sums
+
+
+def _overflow_sums(
+    connection: Any, by: str, window: Window
+) -> dict[tuple[str, str | None], dict[str, int]]:
+    """Overflow moves out of each group (``wait_timeout`` ones too) and into each group; by
+    day, all the moves and those that reached a group, of conversations started that day."""
+    o = tables.overflow_figures
+    sums: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
+    sides = (("overflowed_out", o.c.from_group), ("overflowed_in", o.c.to_group))
+    for name, group in sides:
+        key = group if by == "group" else o.c.day
+        query = (
+            select(o.c.tenant, key, func.count())
+            .where(*window.where(o), group.is_not(None))
+            .group_by(o.c.tenant, key)
+        )
+        for tenant, k, n in connection.execute(query):
+            sums[(tenant, k)][name] = int(n)
     return sums
 
 

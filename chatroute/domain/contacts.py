@@ -18,6 +18,9 @@ from chatroute.domain.model import Contact, Conversation, TenantSettings
 
 PER_CONTACT = "per_contact"
 TRANSFER = "transfer"
+# Why a conversation is unrouted (contract v2, ``conversation.unrouted``'s ``code``).
+NO_RULE = "no_rule"
+UNROUTED_CODES = (NO_RULE, "closed", "queue_full", "wait_timeout")
 
 
 @dataclass(frozen=True)
@@ -39,15 +42,32 @@ class ContactOutcome:
 
 
 @dataclass(frozen=True)
+class OverflowMove:
+    """A conversation leaving a queue its rule put it in after the target's ``wait_s``:
+    ``to_group`` None when no later target took it (``wait_timeout``)."""
+
+    number: int  # 1 for the conversation's first move, then 2, 3, ...
+    from_group: str
+    to_group: str | None
+
+
+@dataclass(frozen=True)
 class ConversationOutcome:
     """One conversation as the per-group statistics count it."""
 
     conversation_id: str
-    group: str | None  # where it was first routed; None when no rule matched
+    # Its first contact's group; without one, its group: the one it waits in, the first
+    # target's of its rule (``closed``, ``queue_full``), the one it left (``wait_timeout``);
+    # None when no rule matched.
+    group: str | None
     started_at: datetime
     queued: bool  # it waited in a group's queue at least once
     wait_s: float | None  # from its start to its first assignment
     unrouted: bool
+    # no_rule | closed | queue_full | wait_timeout; None when routed. A conversation stored
+    # before contract v2 (no code) with neither group nor contact was one no rule matched.
+    unrouted_code: str | None = None
+    overflows: tuple[OverflowMove, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,15 +135,26 @@ def _outcome(
 def conversation_outcome(
     conversation: Conversation, contacts: Sequence[Contact]
 ) -> ConversationOutcome:
+    """How ``conversation`` counts: contacts of any end (a ``no_answer`` or ``idle`` one too)
+    only give its first wait and group."""
     first = min(contacts, key=lambda c: c.number) if contacts else None
     wait = None if first is None else first.started_at - conversation.started_at
+    code = conversation.unrouted_code
+    if code is None and conversation.group is None and first is None:
+        code = NO_RULE  # before contract v2, no rule matching was the only way
+    moves = tuple(
+        OverflowMove(number, str(from_group), to_group)
+        for number, (from_group, to_group) in enumerate(conversation.overflows or [], start=1)
+    )
     return ConversationOutcome(
         conversation_id=conversation.conversation_id,
         group=first.group if first is not None else conversation.group,
         started_at=conversation.started_at,
         queued=conversation.queued_at is not None,
         wait_s=None if wait is None else wait.total_seconds(),
-        unrouted=conversation.group is None and first is None,
+        unrouted=code is not None,
+        unrouted_code=code,
+        overflows=moves,
     )
 
 

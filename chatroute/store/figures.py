@@ -1,4 +1,5 @@
-"""The stats worker's fold: changed conversations become stored contact and conversation figures.
+"""The stats worker's fold: changed conversations become stored contact, conversation and
+overflow figures.
 
 Figures are snapshots, recomputed whole from a conversation and its contacts and written over
 the previous ones, never increments: folding a conversation twice, or two folds racing, can
@@ -94,26 +95,48 @@ def _store(
         contacts[contact.conversation_id].append(contact)
     contact_rows: list[dict[str, Any]] = []
     conversation_rows: list[dict[str, Any]] = []
+    overflow_rows: list[dict[str, Any]] = []
     for conversation in conversations:
         own = contacts[conversation.conversation_id]
         contact_rows += [_row(tenant, o) for o in contact_outcomes(conversation, own, settings)]
-        conversation_rows.append(_row(tenant, conversation_outcome(conversation, own)))
-    for table in (tables.contact_figures, tables.conversation_figures):
+        outcome = conversation_outcome(conversation, own)
+        conversation_rows.append(_row(tenant, outcome))
+        overflow_rows += _overflow_rows(tenant, outcome)
+    for table in (tables.contact_figures, tables.conversation_figures, tables.overflow_figures):
         session.execute(
             delete(table).where(table.c.tenant == tenant, table.c.conversation_id.in_(ids))
         )
     if contact_rows:
         session.execute(insert(tables.contact_figures), contact_rows)
     session.execute(insert(tables.conversation_figures), conversation_rows)
+    if overflow_rows:
+        session.execute(insert(tables.overflow_figures), overflow_rows)
 
 
 def _row(tenant: str, outcome: ContactOutcome | ConversationOutcome) -> dict[str, Any]:
-    """The outcome as a row: its group in ``group_id``, its UTC day, flags as 0 or 1."""
+    """The outcome as a row: its group in ``group_id``, its UTC day, flags as 0 or 1 (a
+    conversation's overflow moves go to rows of their own)."""
     row = asdict(outcome)
+    row.pop("overflows", None)
     group = row.pop("group")
     flags = {k: int(v) for k, v in row.items() if isinstance(v, bool)}
     day = outcome.started_at.date().isoformat()
     return row | flags | {"tenant": tenant, "group_id": group, "day": day}
+
+
+def _overflow_rows(tenant: str, outcome: ConversationOutcome) -> list[dict[str, Any]]:
+    """A row per overflow move, dated (and windowed) by its conversation's start."""
+    day = outcome.started_at.date().isoformat()
+    return [
+        asdict(move)
+        | {
+            "tenant": tenant,
+            "conversation_id": outcome.conversation_id,
+            "started_at": outcome.started_at,
+            "day": day,
+        }
+        for move in outcome.overflows
+    ]
 
 
 def stale_tenants(session: Session) -> list[str]:

@@ -350,5 +350,22 @@ conversation_figures = Table(
     Column("queued", Integer, nullable=False),
     Column("wait_s", Float),
     Column("unrouted", Integer, nullable=False),
+    # no_rule | closed | queue_full | wait_timeout; null when routed (contract v2).
+    Column("unrouted_code", String(20)),
     Index("ix_conversation_figures_started", "tenant", "started_at"),
+)
+
+# A conversation's overflow moves (contract v2): out of ``from_group``'s queue, into
+# ``to_group`` (null: no later target took it, ``wait_timeout``). Dated by the conversation.
+overflow_figures = Table(
+    "overflow_figures",
+    metadata,
+    _tenant(),
+    Column("conversation_id", Id, primary_key=True),
+    Column("number", Integer, primary_key=True),  # 1 for its first move, then 2, 3, ...
+    Column("from_group", Id, nullable=False),
+    Column("to_group", Id),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("day", String(10), nullable=False),
+    Index("ix_overflow_figures_started", "tenant", "started_at"),
 )

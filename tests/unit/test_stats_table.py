@@ -41,3 +41,72 @@ def test_a_whole_number_in_a_decimal_column_is_written_with_decimals() -> None:
     assert cells(table, "commission") == ["3.00"]
     assert cells(table, "satisfaction_avg") == ["4.00"]
     assert cells(table, "first_response_avg_s") == ["60.00"]
+
+
+V1_RESPONDENT_COLUMNS = [
+    "tenant",
+    "respondent",
+    "contacts",
+    "answered",
+    "unanswered",
+    "transfers_out",
+    "snoozes",
+    "satisfaction_count",
+    "satisfaction_avg",
+    "commission",
+    "first_response_avg_s",
+]
+V1_GROUP_COLUMNS = ["conversations", "queued", "wait_avg_s", "wait_p90_s", "unrouted"]
+V2_GROUP_COLUMNS = [
+    "overflowed_in",
+    "overflowed_out",
+    "unrouted_no_rule",
+    "unrouted_closed",
+    "unrouted_queue_full",
+    "unrouted_wait_timeout",
+]
+
+
+def test_the_respondent_columns_are_the_contracts_v1_ones_exactly() -> None:
+    assert list(columns("respondent")) == V1_RESPONDENT_COLUMNS
+
+
+def test_group_and_day_keep_every_v1_column_in_order_and_append_the_v2_ones() -> None:
+    contact_columns = V1_RESPONDENT_COLUMNS[2:]
+    for by in ("group", "day"):
+        assert list(columns(by)) == [
+            "tenant",
+            by,
+            *contact_columns,
+            *V1_GROUP_COLUMNS,
+            *V2_GROUP_COLUMNS,
+        ]
+
+
+def test_the_v2_columns_are_integer_counts_in_the_table() -> None:
+    row = group_row("A", 0.0, overflowed_out=2, unrouted=3, unrouted_closed=1)
+    row |= {"unrouted_queue_full": 1, "unrouted_wait_timeout": 1}
+    table = render_table([row], "group")
+    assert table.splitlines()[0].split()[-6:] == V2_GROUP_COLUMNS
+    assert cells(table, "overflowed_in") == ["0"]
+    assert cells(table, "overflowed_out") == ["2"]
+    assert [cells(table, f"unrouted_{code}")[0] for code in ("no_rule", "closed")] == ["0", "1"]
+
+
+def test_a_respondent_table_renders_as_in_v1() -> None:
+    row = {name: 0 for name in V1_RESPONDENT_COLUMNS} | {
+        "tenant": "shop-1",
+        "respondent": "a",
+        "contacts": 2,
+        "answered": 1,
+        "unanswered": 1,
+        "commission": 1.5,
+        "satisfaction_avg": None,
+        "first_response_avg_s": 30.0,
+    }
+    assert render_table([row]) == (
+        "tenant  respondent  contacts  answered  unanswered  transfers_out  snoozes  "
+        "satisfaction_count  satisfaction_avg  commission  first_response_avg_s\n"
+        "shop-1  a           2         1         1           0              0        "
+        "0                   -                 1.50        30.00"
+    )
