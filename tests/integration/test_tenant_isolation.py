@@ -31,9 +31,9 @@ RESPONDENTS = ("r1", "r2")
 GROUPS = ("g1", "g2")
 # Every table of a tenant's state and statistics (inbox and outbox number rows across
 # tenants, so they are compared through the decisions instead).
-STATE = ("tenants", "respondents", "memberships", "rules", "conversations", "queue_entries",
-         "pending_holds", "contacts", "timers", "stats_checkpoints", "contact_figures",
-         "conversation_figures")  # fmt: skip
+STATE = ("tenants", "respondents", "memberships", "rules", "groups", "conversations",
+         "queue_entries", "pending_holds", "contacts", "timers", "stats_checkpoints",
+         "contact_figures", "conversation_figures", "overflow_figures")  # fmt: skip
 # Columns that count or date the transactions writing a row, not what happened: interleaving
 # splits a tenant's lines into more transactions (replay applies a run of one tenant's lines
 # in one), so these differ without any tenant seeing another.
@@ -99,6 +99,20 @@ event_data = st.one_of(
         {"conversation": conversation, "score": st.integers(1, 5)})),
     st.tuples(st.just("conversation.sale"), st.fixed_dictionaries(
         {"conversation": conversation, "amount": st.sampled_from([0, 12.5, 100])})),
+    # routing policy v2
+    st.tuples(st.just("rule.updated"), st.fixed_dictionaries(
+        {"rule": st.just("rule2"), "priority": st.just(0),
+         "targets": st.just([{"group": "g2", "wait_s": 60}, {"group": "g1"}])})),
+    st.tuples(st.just("group.updated"), st.fixed_dictionaries(
+        {"group": group, "max_queue": st.sampled_from([None, 0, 1]),
+         "hours": st.sampled_from([None, {"timezone": "Europe/Paris", "weekly": {}}])})),
+    st.tuples(st.just("conversation.prioritized"), st.fixed_dictionaries(
+        {"conversation": conversation, "priority": st.sampled_from([-3, 0, 9])})),
+    st.tuples(st.just("tenant.updated"), st.fixed_dictionaries(
+        {"sticky_within_s": st.sampled_from([0, 3600]),
+         "answer_within_s": st.sampled_from([None, 120]),
+         "pause_on_no_answer": st.booleans(),
+         "close_after_idle_s": st.sampled_from([None, 900])})),
 )  # fmt: skip
 
 
