@@ -1,4 +1,4 @@
-"""Writes ``examples/sample-day.jsonl``: a day on three sites, a few hundred events.
+"""Writes ``examples/sample-day.jsonl``: a day on four sites, several hundred events.
 
 The events are what frontends would send. Each site's conversations are followed on the pure
 domain (``chatroute.domain``, as ``benchmarks/workload.py`` does), so every respondent
@@ -6,14 +6,25 @@ message, transfer and snooze comes from the respondent who holds the conversatio
 moment; each respondent answers at their own pace (so their first-response times differ);
 a respondent who stepped away answers nothing until they are back.
 
+Three sites (shop-1, shop-2, bank-7) use contract v1 only. The fourth, travel-4 (see
+``PolicySite``), uses the routing policy of contract v2: groups with Paris business hours (a
+split shift; a closed date) and queue caps (0 on one, 3 on another), rules whose targets
+overflow after a wait (a chain of three), priorities on starts and
+``conversation.prioritized``, returning visitors routed back to whom they spoke to
+(``sticky_within_s``), an answer deadline that pauses a respondent who never answers
+(``answer_within_s``, ``pause_on_no_answer``) and conversations closed for idleness
+(``close_after_idle_s``). It has its own random generator and event ids, so the three v1
+sites send exactly what they sent before it came; the events of all four are merged in time
+order.
+
 Three lines are there on purpose:
 
 - two deliberate rejections, to show that an invalid line yields ``event.rejected`` (its body
   kept) and the replay goes on: ``not json at all`` (not JSON), and
   ``{"specversion": "1.0", "id": "broken-1", "tenant": "shop-1"}`` (no ``source``, ``type``,
   ``time`` or ``data``);
-- the day's last event sent a second time, as a frontend resending after a lost confirm:
-  the copy decides nothing.
+- the v1 sites' last event sent a second time, right after it, as a frontend resending after
+  a lost confirm: the copy decides nothing.
 
 Deterministic (seeded), so the file in the repository is what this script writes:
 ``.venv/bin/python examples/make_sample_day.py``.
@@ -31,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from chatroute.domain import lifecycle
+from chatroute.domain.hours import DAYS
 from chatroute.domain.memory import InMemoryTenantView
 from chatroute.domain.model import AVAILABLE, State
 from chatroute.errors import Rejected
@@ -52,6 +64,61 @@ BREAKS = {"shop-1": ("ben", 12 * 60, 75), "shop-2": ("gina", 13 * 60, 40)}
 NOT_JSON = "not json at all"
 INCOMPLETE = '{"specversion": "1.0", "id": "broken-1", "tenant": "shop-1"}'
 PATH = Path(__file__).with_name("sample-day.jsonl")
+
+# The fourth site, on contract v2's routing policy (see the module's docstring).
+POLICY_TENANT = "travel-4"
+POLICY_SEED = 30
+POLICY_GROUPS = {
+    "Bookings": ["paul", "rosa", "sami"],
+    "Backup": ["vic", "wen"],
+    "Callback": ["xavi"],
+    "Events": ["yann"],
+}
+POLICY_SLOTS = {"paul": 2, "rosa": 2}
+SILENT = "sami"  # never answers: the deadline moves his conversations on and pauses him
+# When SILENT says he is back (after midnight UTC): before the morning rush, late morning,
+# after lunch and mid-afternoon.
+SILENT_RETURNS = [timedelta(hours=h, minutes=m) for h, m in ((9, 41), (11, 5), (13, 20), (15, 30))]
+STICKY_WITHIN_S = 4 * 3600
+ANSWER_WITHIN_S = 180
+CLOSE_AFTER_IDLE_S = 1800
+# Paris keeps UTC+1 in November: the desks open 08:00-11:30 and 13:00-17:00 UTC.
+SPLIT_SHIFT = {
+    "timezone": "Europe/Paris",
+    "weekly": {day: [["09:00", "12:30"], ["14:00", "18:00"]] for day in DAYS},
+}
+POLICY_GROUP_SETTINGS: dict[str, dict[str, Any]] = {
+    "Bookings": {"hours": SPLIT_SHIFT, "max_queue": 3},
+    "Backup": {"max_queue": 0},  # real-time only: a free respondent, else the next target
+    "Callback": {"hours": None},
+    "Events": {  # its desk is closed on the day of the fair
+        "hours": {
+            "timezone": "Europe/Paris",
+            "weekly": {day: [["10:00", "19:00"]] for day in DAYS},
+            "closed": ["2026-11-22", "2026-12-25"],
+        },
+    },
+}
+# rule: (priority, page, targets); the pages no rule covers are unrouted (code no_rule).
+POLICY_RULES: dict[str, tuple[int, str, list[dict[str, Any]]]] = {
+    "r-bookings": (
+        0,
+        "bookings",
+        [
+            {"group": "Bookings", "wait_s": 300},
+            {"group": "Backup"},
+            {"group": "Callback", "wait_s": 900},
+        ],
+    ),
+    "r-events": (1, "events", [{"group": "Events"}, {"group": "Bookings", "wait_s": 600}]),
+}
+POLICY_CONVERSATIONS = 40
+# Rushes, each (start, seconds between starts, pages): in the morning the Bookings queue fills
+# up and every target of r-bookings is busy; in the afternoon Backup is free for the overflow.
+RUSHES = [
+    (DAY + timedelta(hours=1, minutes=38), 40, ["bookings", "bookings", "events"] * 6),
+    (DAY + timedelta(hours=6, minutes=40), 30, ["bookings"] * 6),
+]
 
 # A conversation's steps: it yields the time it wants to go on at.
 Steps = Generator[datetime, None, Any]
@@ -308,6 +375,173 @@ class Site:
         yield at
         self.emit(at, "respondent.status", respondent=person, status="available")
 
+    def plan(self) -> list[Steps]:
+        """Every step of the site's day, in the order they are planned."""
+        planned = [self.configure()]
+        if self.tenant in BREAKS:
+            planned.append(self.steps_away(*BREAKS[self.tenant]))
+        planned += [self.conversation(n) for n in range(1, CONVERSATIONS_PER_SITE + 1)]
+        return planned
+
+
+class PolicySite(Site):
+    """The fourth site, on the routing policy of contract v2 (the three others use none of it).
+
+    A travel agency whose desks keep Paris hours: rules with overflow chains, queue caps,
+    priorities, returning visitors routed to whom they spoke to, an answer deadline that
+    pauses a respondent who never answers, and conversations closed after being idle.
+    """
+
+    def __init__(self, day: Day, tenant: str, groups: dict[str, list[str]]) -> None:
+        super().__init__(day, tenant, groups)
+        # Quicker than the deadline (ANSWER_WITHIN_S), but for SILENT, who never answers.
+        self.pace = {person: self.random.randint(20, 70) for person in self.pace}
+        self.finished: list[str] = []  # visitors whose conversation closed, in that order
+
+    def plan(self) -> list[Steps]:
+        planned = [self.configure(), self.silent_desk()]
+        planned += [self.conversation(n) for n in range(1, POLICY_CONVERSATIONS + 1)]
+        number = POLICY_CONVERSATIONS
+        for start, every, pages in RUSHES:
+            for n, page in enumerate(pages):
+                number += 1
+                at = start + timedelta(seconds=every * n)
+                planned.append(self.conversation(number, at, page))
+        return planned
+
+    def configure(self) -> Steps:
+        yield DAY
+        self.emit(
+            DAY,
+            "tenant.updated",
+            reassign_after_s=3600,
+            commission={"mode": "per_contact", "amount": 2.0},
+            sticky_within_s=STICKY_WITHIN_S,
+            answer_within_s=ANSWER_WITHIN_S,
+            pause_on_no_answer=True,
+            close_after_idle_s=CLOSE_AFTER_IDLE_S,
+        )
+        for group, settings in POLICY_GROUP_SETTINGS.items():
+            self.emit(DAY, "group.updated", group=group, **settings)
+        for rule, (priority, page, targets) in POLICY_RULES.items():
+            prefix = f"https://{self.tenant}.example/{page}"
+            self.emit(
+                DAY,
+                "rule.updated",
+                rule=rule,
+                targets=targets,
+                priority=priority,
+                conditions=[{"attribute": "url", "op": "prefix", "value": prefix}],
+            )
+        for group, people in self.groups.items():
+            for person in people:
+                self.emit(
+                    DAY,
+                    "respondent.updated",
+                    respondent=person,
+                    groups=[group],
+                    slots=POLICY_SLOTS.get(person, 1),
+                    name=person.title(),
+                )
+        yield DAY + timedelta(minutes=5)
+        for person in self.pace:
+            self.emit(
+                DAY + timedelta(minutes=5),
+                "respondent.status",
+                respondent=person,
+                status="available",
+            )
+
+    def silent_desk(self) -> Steps:
+        """SILENT, paused for missing the deadline, says they are back now and then."""
+        for moment in SILENT_RETURNS:
+            at = DAY.replace(hour=0) + moment
+            yield at
+            lifecycle.fire_due(self.view, at)  # a deadline missed by now pauses him first
+            respondent = self.view.respondent(SILENT)
+            if respondent is not None and respondent.status != AVAILABLE:
+                self.emit(at, "respondent.status", respondent=SILENT, status="available")
+
+    def answer(
+        self, cid: str, at: datetime
+    ) -> Generator[datetime, None, tuple[datetime, str | None]]:
+        """As on the other sites, but SILENT never answers: the deadline moves it on."""
+        while True:
+            at, who = yield from self.held(cid, at)
+            if who is None:
+                return at, None
+            if who == SILENT:
+                at += timedelta(minutes=1)
+                yield at
+                continue
+            due = self.first_answer_due(cid, who)
+            if due is None or due <= at:
+                self.emit(
+                    at, "message.posted", conversation=cid, author="respondent", respondent=who
+                )
+                return at, who
+            at = due
+            yield at
+
+    def visitor(self, number: int, page: str) -> str:
+        """A returning visitor now and then: one whose booking conversation ended earlier."""
+        if page == "bookings" and self.finished and self.random.random() < 0.25:
+            return self.random.choice(self.finished[-6:])
+        return f"w{number}"
+
+    def conversation(  # type: ignore[override]
+        self, number: int, at: datetime | None = None, page: str | None = None
+    ) -> Steps:
+        r = self.random
+        if at is None:
+            at = DAY + timedelta(minutes=10 + r.randrange(10 * 60), seconds=r.randrange(60))
+        yield at
+        if page is None:
+            page = r.choices(["bookings", "events", "elsewhere"], [75, 18, 7])[0]
+        cid = f"{self.tenant}-c{number:03d}"
+        visitor = self.visitor(number, page)
+        started: dict[str, Any] = {
+            "conversation": cid,
+            "visitor": visitor,
+            "attributes": {
+                "url": f"https://{self.tenant}.example/{page}/p{number}",
+                "language": r.choice(["fr", "en", "de"]),
+            },
+        }
+        if r.random() < 0.2:  # a member of the loyalty programme goes first in queues
+            started["priority"] = 10
+        self.emit(at, "conversation.started", **started)
+        at += timedelta(seconds=r.randint(15, 90))
+        yield at
+        if self.state(cid, at) == State.CLOSED:
+            return
+        self.emit(at, "message.posted", conversation=cid, author="visitor")
+        if self.state(cid, at) == State.QUEUED and r.random() < 0.5:
+            # still waiting a few minutes later: the frontend moves it up its queue
+            at += timedelta(minutes=r.randint(2, 4))
+            yield at
+            if self.state(cid, at) == State.QUEUED:
+                self.emit(at, "conversation.prioritized", conversation=cid, priority=50)
+        at, who = yield from self.answer(cid, at)
+        if r.random() < 0.15:  # the visitor goes quiet and nobody closes: idle, it closes
+            return
+        if who is not None and r.random() < 0.2:
+            at += timedelta(minutes=r.randint(5, 15))
+            yield at
+            amount = round(r.uniform(200, 3000), 2)
+            self.emit(at, "conversation.sale", conversation=cid, amount=amount, currency="EUR")
+        at += timedelta(minutes=r.randint(2, 12))
+        yield at
+        if self.state(cid, at) != State.CLOSED:
+            closer = self.holder(cid, at) or "visitor"
+            self.emit(at, "conversation.closed", conversation=cid, by=closer)
+        if page == "bookings":
+            self.finished.append(visitor)
+        if r.random() < 0.25:
+            at += timedelta(minutes=r.randint(1, 5))
+            yield at
+            self.emit(at, "conversation.rated", conversation=cid, score=r.randint(1, 5))
+
 
 class Day:
     """Every site's steps, run in time order; the events in the order they were sent."""
@@ -336,14 +570,15 @@ class Day:
         if (at := next(steps, None)) is not None:
             heapq.heappush(self.plan, (at, next(self.order), steps))
 
-    def build(self) -> list[dict[str, Any]]:
-        sites = [Site(self, tenant, groups) for tenant, groups in SITES.items()]
+    def build(self, policy: bool = False) -> list[dict[str, Any]]:
+        """The three v1 sites' day, or (``policy``) the v2 site's."""
+        if policy:
+            sites: list[Site] = [PolicySite(self, POLICY_TENANT, POLICY_GROUPS)]
+        else:
+            sites = [Site(self, tenant, groups) for tenant, groups in SITES.items()]
         for site in sites:
-            self.add(site.configure())
-            if site.tenant in BREAKS:
-                self.add(site.steps_away(*BREAKS[site.tenant]))
-            for number in range(1, CONVERSATIONS_PER_SITE + 1):
-                self.add(site.conversation(number))
+            for steps in site.plan():
+                self.add(steps)
         while self.plan:
             _, _, steps = heapq.heappop(self.plan)
             self.add(steps)
@@ -352,9 +587,17 @@ class Day:
 
 
 def lines() -> list[str]:
-    """The file's lines: the day's events, the last one resent, the two deliberate rejections."""
-    found = [json.dumps(event, separators=(",", ":")) for event in Day().build()]
-    found.append(found[-1])  # a frontend resending the last event: it decides nothing new
+    """The file's lines: the four sites' events in time order, the three v1 sites' last event
+    resent right after it, the two deliberate rejections."""
+    v1 = Day().build()
+    v2 = Day(POLICY_SEED).build(policy=True)
+    found = [
+        json.dumps(event, separators=(",", ":"))
+        for event in heapq.merge(v1, v2, key=lambda event: event["time"])
+    ]
+    last = json.dumps(v1[-1], separators=(",", ":"))
+    # A frontend resending an event: it decides nothing new.
+    found.insert(found.index(last) + 1, last)
     # The two deliberate rejections: each yields event.rejected, and the replay goes on.
     found.insert(len(found) // 2, INCOMPLETE)
     found.insert(len(found) // 3, NOT_JSON)
@@ -364,7 +607,7 @@ def lines() -> list[str]:
 def main() -> None:
     written = lines()
     PATH.write_text("\n".join(written) + "\n")
-    print(f"wrote {len(written)} lines to {PATH} (the last event resent, 2 deliberately invalid)")
+    print(f"wrote {len(written)} lines to {PATH} (an event resent, 2 deliberately invalid)")
 
 
 if __name__ == "__main__":

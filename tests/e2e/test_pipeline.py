@@ -12,13 +12,16 @@ import json
 import os
 import signal
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
 from chatroute.amqp import DECISIONS_EXCHANGE
+from chatroute.domain.model import TimerState
 from chatroute.settings import Settings
 from chatroute.store import tables
 from schemas.events import best_effort_identity
@@ -192,36 +195,133 @@ def test_sigkill_of_a_worker_loses_no_event_and_duplicates_no_decision(
 
 
 SAMPLE_DAY = "2026-11-22"
+# The sample day is published at once, so its v2 site's timers (overflow waits, answer
+# deadlines, idle closes) are shortened to fire during the test, all after the last event was
+# received: each lasts QUICK_S plus a second per minute it lasts on the sample day (so their
+# order stays), and the test compares what was decided up to CUTOFF_S after that event.
+QUICK_S = 20
+CUTOFF_S = 60
+SKEW_S = 5  # clock_skew_s: the sample day does not set it
+QUICK = ("wait_s", "answer_within_s", "close_after_idle_s")
 
 
 def test_replay_and_pipeline_decide_the_same(pg_url: str, vhost: Vhost, tmp_path: Path) -> None:
     # Given the sample day, dated days before it is published: the engine takes each event at
-    # its effective time (within clock_skew_s of when it was received)
+    # its effective time (within clock_skew_s of when it was received); its v2 site's timers
+    # shortened and its hours made independent of the time of day the test runs
     sample = Path(__file__).resolve().parents[2] / "examples" / "sample-day.jsonl"
-    bodies = [line.rstrip(b"\n") for line in sample.open("rb") if line.strip()]
-    # When it goes through the real pipeline with one worker process and one thread
+    lines = [line.rstrip(b"\n") for line in sample.open("rb") if line.strip()]
+    bodies = quick_timers(lines, datetime.now(UTC))
+    # When it goes through the real pipeline with one worker process and one thread, and the
+    # timers due up to CUTOFF_S after the last event was received fire
     pipeline = make_pipeline(pg_url, vhost, tmp_path, processes=1, threads=1)
     log = DecisionLog(vhost.url)
     pipeline.start()
     try:
         pipeline.publish(bodies)
-        wait_until(lambda: settled(pg_url, bodies[-1], log), 120, "every decision")
+        wait_until(lambda: settled(pg_url, bodies[-1], log), 120, "every event applied")
+        stamps = received_times(pg_url)
+        cutoff = max(stamps.values()) + timedelta(seconds=CUTOFF_S)
+        wait_until(
+            lambda: fired_by(pg_url, cutoff) and settled(pg_url, bodies[-1], log),
+            CUTOFF_S + 60,
+            "the timers due by the cutoff",
+        )
     finally:
         pipeline.stop()
         log.stop()
-    # And the same events are replayed, each stamped with when the pipeline received it
+    # And the same events are replayed, each stamped with when the pipeline received it, up
+    # to the cutoff
     out = io.StringIO()
-    stamps = received_times(pg_url)
-    replay(Settings(database_url=f"sqlite:///{tmp_path}/replay.db"), stamped(bodies, stamps), out)
+    replay(
+        Settings(database_url=f"sqlite:///{tmp_path}/replay.db"),
+        stamped(bodies, stamps),
+        out,
+        until=cutoff,
+    )
     replayed = [json.loads(line) for line in out.getvalue().splitlines()]
+    decided = [d for d in log.decisions if decision_time(d) <= cutoff]
+    # (every timer fell due after the last event was received: one due while events still
+    # arrive could fire before an event received after it but dated earlier, which a replay
+    # applies first)
+    took = max(stamps.values()) - min(stamps.values())
+    assert took < timedelta(seconds=QUICK_S - SKEW_S), f"receiving the day took {took}"
 
     # Then each tenant gets the same decisions, in the same order, with the same ids and
     # times; the gateway rejects an invalid event when it arrives, so rejections are compared
     # as a set (and are stamped with the clock's time: virtual in the replay)
-    assert per_tenant(log.decisions) == per_tenant(replayed)
-    assert rejections(log.decisions) == rejections(replayed)
+    assert per_tenant(decided) == per_tenant(replayed)
+    assert rejections(decided) == rejections(replayed)
     # And the decisions carry the engine's times, not the sample day's
     assert not [d for d in log.decisions if d["time"].startswith(SAMPLE_DAY)]
+    # And the v2 site's timers fired
+    fired = Counter(kind(d) for d in decided if d["causationid"].startswith("timer:"))
+    for expected in ("overflow", "wait_timeout", "no_answer", "respondent.paused", "idle"):
+        assert fired[expected], (expected, fired)
+
+
+def quick_timers(lines: list[bytes], now: datetime) -> list[bytes]:
+    """``lines`` with every duration of ``QUICK`` shortened (see ``QUICK_S``), and every
+    group's hours open all week, except that a group closed on the sample day is closed from
+    the day before ``now`` to the day after (in its timezone)."""
+    out = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+            data = event["data"]
+        except (ValueError, KeyError, TypeError):
+            out.append(line)
+            continue
+        if not isinstance(data, dict):
+            out.append(line)
+            continue
+        for key in QUICK:
+            if isinstance(data.get(key), int):
+                data[key] = quick(data[key])
+        for target in data.get("targets") or []:
+            if isinstance(target.get("wait_s"), int):
+                target["wait_s"] = quick(target["wait_s"])
+        if isinstance(data.get("hours"), dict):
+            data["hours"] = all_week(data["hours"], now)
+        out.append(json.dumps(event, separators=(",", ":")).encode())
+    return out
+
+
+def quick(seconds: int) -> int:
+    return QUICK_S + seconds // 60
+
+
+def all_week(hours: dict[str, Any], now: datetime) -> dict[str, Any]:
+    zone = hours["timezone"]
+    local = now.astimezone(ZoneInfo(zone)).date()
+    closed = SAMPLE_DAY in hours.get("closed", [])
+    dates = [(local + timedelta(days=n)).isoformat() for n in (-1, 0, 1)] if closed else []
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    return {"timezone": zone, "weekly": {d: [["00:00", "24:00"]] for d in days}, "closed": dates}
+
+
+def fired_by(database_url: str, moment: datetime) -> bool:
+    """The wall clock is past ``moment`` and no timer due by then is still armed."""
+    if datetime.now(UTC) <= moment:
+        return False
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    t = tables.timers.c
+    with engine.connect() as connection:
+        armed = connection.scalar(
+            select(func.count()).where(t.state == TimerState.ARMED, t.due <= moment)
+        )
+    engine.dispose()
+    return not armed
+
+
+def decision_time(decision: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(decision["time"].replace("Z", "+00:00"))
+
+
+def kind(decision: dict[str, Any]) -> str:
+    """The decision's code or cause, else its type."""
+    data = decision["data"]
+    return str(data.get("code") or data.get("cause") or decision["type"])
 
 
 def settled(database_url: str, last: bytes, log: DecisionLog) -> bool:
