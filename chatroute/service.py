@@ -430,7 +430,7 @@ class _Run:
         self.view.prefetch({row.conversation_id} if row.conversation_id else set())
         # Timers due before it fire first; a suspect one fires alone and ends this
         # transaction (_Pause): the row must not be counted for a try it did not get.
-        self.fire_due(self._effective(row))
+        self._fire_before(row)
         self.tries.count_rows([row.seq])
         self.apply_rows([row])
 
@@ -455,8 +455,7 @@ class _Run:
         if conversation in self.held and not starts_it:
             self.held[conversation].append(row)
             return
-        moment = self._effective(row)
-        self.fire_due(moment)
+        moment = self._fire_before(row)
         if not self.apply_row(row, moment):
             self.held.setdefault(conversation, []).append(row)
             return
@@ -464,6 +463,14 @@ class _Run:
         if starts_it and conversation in self.held:
             for waiting in self.held.pop(conversation):
                 self._apply_or_hold(waiting)
+
+    def _fire_before(self, row: InboxRow) -> datetime:
+        """Fire the timers due before ``row``, and return its effective time (which they may
+        move on). Before means by its effective time, or by when it was received: a timer
+        due before the event came in fires first whether or not the sweeper got to it, so a
+        replay of the events stamped with their reception decides what the pipeline did."""
+        self.fire_due(max(self._effective(row), row.received_at))
+        return self._effective(row)
 
     def apply_row(self, row: InboxRow, moment: datetime) -> bool:
         """Apply one event at its effective time ``moment``; False when it must wait for its

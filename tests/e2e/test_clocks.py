@@ -10,6 +10,7 @@ what a replay of the same events, stamped with the moments they were received, d
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,3 +111,47 @@ def test_off_clocks_neither_wake_nor_reassign_early(
     replay(Settings(database_url=f"sqlite:///{tmp_path}/replay.db"), stamped(bodies, stamps), out)
     replayed = [json.loads(line) for line in out.getvalue().splitlines()]
     assert per_tenant(replayed) == decisions
+
+
+def test_an_event_received_after_a_timer_fell_due_comes_after_it_in_pipeline_and_replay(
+    pg_url: str, vhost: Vhost, tmp_path: Path
+) -> None:
+    # Given a conversation snoozed until 6 s from now, on two tenants
+    now = datetime.now(UTC)
+    until = now + timedelta(seconds=6)
+    first: list[bytes] = []
+    second: list[bytes] = []
+    for tenant in ("shop-1", "shop-2"):
+        shop = Events(tenant, now=now, step=timedelta(milliseconds=1))
+        shop.rule("all", "G")
+        shop.respondent("a", ["G"], slots=1)
+        shop.start("c1")
+        shop.event("conversation.snoozed", conversation="c1", respondent="a", until=rfc3339(until))
+        first += lines(shop.lines)
+        # and the visitor's reply from a frontend whose clock is a day behind, so its time
+        # is taken as received - clock_skew_s: before the wake was due
+        late = Events(tenant, now=now - timedelta(days=1), _ids=itertools.count(1000))
+        late.event("message.posted", conversation="c1", author="visitor")
+        second += lines(late.lines)
+    pipeline = Pipeline(pg_url, vhost.url, tmp_path, processes=1, threads=1)
+    with running(pipeline, vhost.url) as log:
+        pipeline.publish(first)
+        wait_until(lambda: len(of_type(log.decisions, "conversation.snoozed")) == 2, 30, "snoozed")
+        # When the reply arrives 2 s after the wake fell due (within the skew)
+        wait_until(lambda: datetime.now(UTC) >= until + timedelta(seconds=2), 30, "due")
+        pipeline.publish(second)
+        wait_until(lambda: len(of_type(log.decisions, "conversation.woken")) == 2, 30, "woken")
+    # Then the timer woke it (it was due first) and the replay of the stamped events agrees
+    assert {d["data"]["cause"] for d in of_type(log.decisions, "conversation.woken")} == {"timer"}
+    out = io.StringIO()
+    replay(
+        Settings(database_url=f"sqlite:///{tmp_path}/replay.db"),
+        stamped(first + second, received_times(pg_url)),
+        out,
+    )
+    replayed = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert per_tenant(log.decisions) == per_tenant(replayed)
+
+
+def of_type(decisions: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in decisions if d["type"] == kind]
