@@ -150,22 +150,8 @@ class Site:
 
     def configure(self) -> Steps:
         yield DAY
-        self.emit(
-            DAY,
-            "tenant.updated",
-            reassign_after_s=3600,
-            commission={"mode": "percent", "rate": 0.05},
-        )
-        for priority, group in enumerate(self.groups):
-            prefix = f"https://{self.tenant}.example/{group.lower()}"
-            self.emit(
-                DAY,
-                "rule.updated",
-                rule=f"r-{group.lower()}",
-                group=group,
-                priority=priority,
-                conditions=[{"attribute": "url", "op": "prefix", "value": prefix}],
-            )
+        self.emit(DAY, "tenant.updated", **self.settings())
+        self.declare_routing()
         for group, people in self.groups.items():
             for person in people:
                 self.emit(
@@ -173,7 +159,7 @@ class Site:
                     "respondent.updated",
                     respondent=person,
                     groups=[group],
-                    slots=self.random.choice([1, 1, 2]),
+                    slots=self.slots(person),
                     name=person.title(),
                 )
         yield DAY + timedelta(minutes=5)
@@ -184,6 +170,24 @@ class Site:
                 respondent=person,
                 status="available",
             )
+
+    def settings(self) -> dict[str, Any]:
+        return {"reassign_after_s": 3600, "commission": {"mode": "percent", "rate": 0.05}}
+
+    def declare_routing(self) -> None:
+        for priority, group in enumerate(self.groups):
+            prefix = f"https://{self.tenant}.example/{group.lower()}"
+            self.emit(
+                DAY,
+                "rule.updated",
+                rule=f"r-{group.lower()}",
+                group=group,
+                priority=priority,
+                conditions=[{"attribute": "url", "op": "prefix", "value": prefix}],
+            )
+
+    def slots(self, person: str) -> int:
+        return self.random.choice([1, 1, 2])
 
     # ------------------------------------------------------------ what the frontend sees
 
@@ -409,18 +413,17 @@ class PolicySite(Site):
                 planned.append(self.conversation(number, at, page))
         return planned
 
-    def configure(self) -> Steps:
-        yield DAY
-        self.emit(
-            DAY,
-            "tenant.updated",
-            reassign_after_s=3600,
-            commission={"mode": "per_contact", "amount": 2.0},
-            sticky_within_s=STICKY_WITHIN_S,
-            answer_within_s=ANSWER_WITHIN_S,
-            pause_on_no_answer=True,
-            close_after_idle_s=CLOSE_AFTER_IDLE_S,
-        )
+    def settings(self) -> dict[str, Any]:
+        return {
+            "reassign_after_s": 3600,
+            "commission": {"mode": "per_contact", "amount": 2.0},
+            "sticky_within_s": STICKY_WITHIN_S,
+            "answer_within_s": ANSWER_WITHIN_S,
+            "pause_on_no_answer": True,
+            "close_after_idle_s": CLOSE_AFTER_IDLE_S,
+        }
+
+    def declare_routing(self) -> None:
         for group, settings in POLICY_GROUP_SETTINGS.items():
             self.emit(DAY, "group.updated", group=group, **settings)
         for rule, (priority, page, targets) in POLICY_RULES.items():
@@ -433,24 +436,9 @@ class PolicySite(Site):
                 priority=priority,
                 conditions=[{"attribute": "url", "op": "prefix", "value": prefix}],
             )
-        for group, people in self.groups.items():
-            for person in people:
-                self.emit(
-                    DAY,
-                    "respondent.updated",
-                    respondent=person,
-                    groups=[group],
-                    slots=POLICY_SLOTS.get(person, 1),
-                    name=person.title(),
-                )
-        yield DAY + timedelta(minutes=5)
-        for person in self.pace:
-            self.emit(
-                DAY + timedelta(minutes=5),
-                "respondent.status",
-                respondent=person,
-                status="available",
-            )
+
+    def slots(self, person: str) -> int:
+        return POLICY_SLOTS.get(person, 1)
 
     def silent_desk(self) -> Steps:
         """SILENT, paused for missing the deadline, says they are back now and then."""
