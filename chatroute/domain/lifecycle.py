@@ -166,11 +166,8 @@ def _rule_updated(view: TenantView, cmd: RuleUpdated, now: datetime) -> list[Dec
     if rule is None:
         rule = Rule(view.tenant, cmd.rule, targets[0]["group"], cmd.priority)
         view.add_rule(rule)
-    rule.group, rule.priority, rule.conditions = (
-        targets[0]["group"],
-        cmd.priority,
-        list(cmd.conditions),
-    )
+    rule.group = targets[0]["group"]
+    rule.priority, rule.conditions = cmd.priority, list(cmd.conditions)
     # The v1 form stays as it was stored: a v1 rule reads back the same.
     rule.targets = targets if cmd.targets is not None else None
     return []
