@@ -4,8 +4,10 @@ Against the oracle (``chatroute replay`` of each tenant's events in the order th
 recorded them): every event has the same outcome; every decision the oracle made reached
 ``chat.decisions`` with the same id and content, in the same order per tenant, and no other;
 the final state and the statistics are equal. On their own: no respondent was ever assigned
-beyond their slots (replayed from the decision log), every open conversation is in exactly
-one place, and no timer due by the horizon is still armed.
+beyond their slots (replayed from the decision log, every decision type by its effect on the
+slots, each move from where the conversation was), every open conversation is in exactly
+one place with the timers its place arms and no others, and no timer due by the horizon is
+still armed.
 """
 
 from __future__ import annotations
@@ -39,6 +41,36 @@ VOLATILE = {
 STATE_TABLES = tables.ROUTING_STATE
 OPEN_STATES = {"unrouted", "queued", "assigned", "pending", "snoozed"}
 HELD_STATES = {"assigned", "pending", "snoozed"}
+UNROUTED_CODES = {"no_rule", "closed", "queue_full", "wait_timeout"}
+# What each decision does to the slots: the assigned respondent takes one (and whoever held
+# the conversation frees theirs); these free the holder's; these change nothing.
+TAKES = "conversation.assigned"
+FREES = {
+    "conversation.queued",
+    "conversation.pending",
+    "conversation.snoozed",
+    "conversation.unrouted",
+    "conversation.closed",
+}
+NEUTRAL = {"conversation.woken", "visitor.notify", "respondent.paused"}
+# The causes of a move, by decision type. A missed answer deadline always takes the
+# conversation from the respondent who held it in a slot, a reassignment from a hold or from
+# a holder away, to someone else; the others never find it in a slot (a transfer's event
+# frees it before its decision).
+CAUSES = {
+    "conversation.assigned": {
+        "new",
+        "queue",
+        "transfer",
+        "wake",
+        "reassign",
+        "overflow",
+        "no_answer",
+    },
+    "conversation.queued": {"new", "transfer", "wake", "reassign", "overflow", "no_answer"},
+}
+FROM_A_SLOT = {"no_answer"}
+MAYBE_FROM_A_SLOT = {"reassign"}
 
 Snapshot = dict[str, dict[tuple[Any, ...], dict[str, Any]]]
 
@@ -243,7 +275,9 @@ def kept_copies(seen: list[dict[str, Any]], copies: set[str]) -> Findings:
 
 
 def placement(seen: Snapshot, horizon: datetime) -> Findings:
-    """Every open conversation in exactly one place, loads as counted, timers fired."""
+    """Every open conversation in exactly one place, loads as counted, the routing policy's
+    marks where they belong, each armed timer one that its conversation's place arms, timers
+    due by the horizon fired."""
     found = Findings()
     queued = Counter((k[0], k[1]) for k in seen["queue_entries"])
     held = Counter((k[0], k[1]) for k in seen["pending_holds"])
@@ -259,15 +293,86 @@ def placement(seen: Snapshot, horizon: datetime) -> Findings:
                 f"conversation {tenant}/{cid} is {where} with (queue entries, holds, "
                 f"respondent) = {actual}"
             )
+        found.violations += _policy_marks(seen, tenant, cid, c)
     for (tenant, rid), r in seen["respondents"].items():
         if r["load"] != load[(tenant, rid)]:
             found.violations.append(
                 f"respondent {tenant}/{rid}: load {r['load']}, holds {load[(tenant, rid)]}"
             )
     for (tenant, tid), t in seen["timers"].items():
-        if t["state"] == "armed" and t["due"] <= horizon:
+        if t["state"] != "armed":
+            continue
+        if t["due"] <= horizon:
             found.violations.append(f"timer {tenant}/{tid} due {t['due']} never fired")
+        wrong = _misplaced_timer(seen, tenant, t)
+        if wrong:
+            found.violations.append(f"timer {tenant}/{tid} armed, but {wrong}")
     return found
+
+
+def _policy_marks(seen: Snapshot, tenant: str, cid: str, c: dict[str, Any]) -> list[str]:
+    """The v2 marks of a conversation, against its state: the rule's target it waits at
+    (queued by its rule only, in that target's queue, the entry with its priority), its
+    unrouted code (unrouted only, with a group but for ``no_rule``), an idle close (closed)."""
+    wrong = []
+    where, name = c["state"], f"conversation {tenant}/{cid} ({c['state']})"
+    entry = seen["queue_entries"].get((tenant, cid))
+    if c["target"] is not None:
+        targets = c["rule_targets"] or []
+        group = targets[c["target"]]["group"] if 0 <= c["target"] < len(targets) else None
+        if where != "queued" or entry is None or entry["group_id"] != group:
+            wrong.append(f"{name} waits at target {c['target']} ({group}) of {targets}")
+    if entry is not None and entry["priority"] != c["priority"]:
+        wrong.append(f"{name}: priority {c['priority']}, its queue entry's {entry['priority']}")
+    code = c["unrouted_code"]
+    if where == "unrouted" and (
+        code not in UNROUTED_CODES or (code == "no_rule") != (c["group_id"] is None)
+    ):
+        wrong.append(f"{name}: code {code}, group {c['group_id']}")
+    if c["close_cause"] == "idle" and where != "closed":
+        wrong.append(f"{name} closed for idleness")
+    return wrong
+
+
+def _misplaced_timer(seen: Snapshot, tenant: str, t: dict[str, Any]) -> str | None:
+    """Why an armed timer should not be armed, or None: each kind belongs to a place (a
+    wake to a snooze, a reassignment to a hold or to a holder away, an overflow to a rule's
+    queue, an answer deadline to an unanswered contact, an idle close to an awake open one
+    while the setting is on); every move and a close cancel the timers of the place left."""
+    c = seen["conversations"].get((tenant, t["conversation_id"]))
+    if c is None or c["state"] == "closed":
+        return "its conversation is " + ("unknown" if c is None else "closed")
+    who, where, holder = t["respondent"], c["state"], c["respondent"]
+    kind = t["kind"]
+    if kind == "wake":
+        fits = where == "snoozed" and holder == who
+    elif kind == "reassign":
+        hold = seen["pending_holds"].get((tenant, t["conversation_id"]))
+        away = seen["respondents"].get((tenant, who), {}).get("status") == "unavailable"
+        fits = (where == "pending" and hold is not None and hold["respondent"] == who) or (
+            where == "assigned" and holder == who and away
+        )
+    elif kind == "overflow":
+        fits = where == "queued" and c["target"] is not None
+    elif kind == "answer":
+        contacts = [
+            row
+            for (ten, conversation, _), row in seen["contacts"].items()
+            if ten == tenant and conversation == t["conversation_id"] and row["ended_at"] is None
+        ]
+        fits = (
+            where == "assigned"
+            and holder == who
+            and len(contacts) == 1
+            and contacts[0]["respondent"] == who
+            and not contacts[0]["answered"]
+        )
+    elif kind == "idle":
+        settings = seen["tenants"].get((tenant,), {})
+        fits = where != "snoozed" and settings.get("close_after_idle_s") is not None
+    else:
+        return f"its kind {kind!r} is unknown"
+    return None if fits else f"its conversation is {where} (respondent {holder})"
 
 
 def overbooking(entries: list[InboxEntry], log: list[dict[str, Any]]) -> Findings:
@@ -289,11 +394,17 @@ def overbooking(entries: list[InboxEntry], log: list[dict[str, Any]]) -> Finding
     for entry in entries:
         recorded[entry.tenant].append(entry)
     for tenant, decided in by_tenant.items():
-        found.overbooked += _Slots(tenant, recorded[tenant]).replay(decided)
+        slots = _Slots(tenant, recorded[tenant])
+        found.overbooked += slots.replay(decided)
+        found.violations += slots.wrong
     return found
 
 
 class _Slots:
+    """One tenant's slots, replayed: who holds which conversation (in a slot), and which
+    conversations are closed. A decision that does not fit (a type it does not know, a move
+    from where the conversation cannot be, a decision for a closed one) is a violation."""
+
     def __init__(self, tenant: str, entries: list[InboxEntry]) -> None:
         self.tenant = tenant
         self.entries = entries
@@ -302,7 +413,11 @@ class _Slots:
         self.holder: dict[str, str] = {}
         self.load: Counter[str] = Counter()
         self.slots: dict[str, int] = {}
+        self.closed: set[str] = set()
+        # (cause, conversation) -> the respondent who just missed its answer deadline
+        self.missed: dict[tuple[str, str], str] = {}
         self.overbooked: list[str] = []
+        self.wrong: list[str] = []
 
     def replay(self, decided: list[dict[str, Any]]) -> list[str]:
         # A rejection takes and frees no slot, and one of an event that waited for its
@@ -338,23 +453,96 @@ class _Slots:
         data = json.loads(entry.body)["data"]
         if entry.type == "respondent.updated":
             self.slots[data["respondent"]] = data["slots"]
-        elif entry.type in ("conversation.closed", "conversation.transferred"):
+        elif entry.type == "conversation.closed":
+            # Also a frontend's close of a conversation the engine closed for idleness.
+            self._release(data["conversation"])
+            self.closed.add(data["conversation"])
+        elif entry.type == "conversation.transferred":
             self._release(data["conversation"])
 
     def _decision(self, decision: dict[str, Any]) -> None:
         data, kind = decision["data"], decision["type"]
-        if kind in ("conversation.queued", "conversation.pending", "conversation.snoozed"):
-            self._release(data["conversation"])
-        elif kind == "conversation.assigned":
-            conversation, respondent = data["conversation"], data["respondent"]
+        conversation = data.get("conversation")
+        if conversation in self.closed:
+            self._wrong(decision, "for a closed conversation")
+        if kind == TAKES:
+            self._move(decision)
+        elif kind in FREES:
+            self._check_freeing(decision)
             self._release(conversation)
-            self.holder[conversation] = respondent
-            self.load[respondent] += 1
-            if self.load[respondent] > self.slots.get(respondent, 0):
-                self.overbooked.append(
-                    f"{self.tenant}/{respondent} holds {self.load[respondent]} "
-                    f"(slots {self.slots.get(respondent, 0)}) after {decision['id']}"
-                )
+            if kind == "conversation.closed":
+                self.closed.add(conversation)
+        elif kind == "respondent.paused":
+            # Changes no slot: it follows, in the same cause, the missed deadline's move.
+            missed = self.missed.get((decision["causationid"], conversation))
+            if missed != data["respondent"] or data.get("reason") != "no_answer":
+                self._wrong(decision, f"but the missed deadline's respondent is {missed}")
+        elif kind not in NEUTRAL:
+            self._wrong(decision, "of a type the slot replay does not know")
+
+    def _move(self, decision: dict[str, Any]) -> None:
+        data = decision["data"]
+        conversation, respondent, cause = (
+            data["conversation"],
+            data["respondent"],
+            data.get("cause"),
+        )
+        before = self.holder.get(conversation)
+        self._check_source(decision, before)
+        if cause in FROM_A_SLOT | MAYBE_FROM_A_SLOT and before == respondent:
+            self._wrong(decision, f"back to {before}, who held it")
+        self._release(conversation)
+        self.holder[conversation] = respondent
+        self.load[respondent] += 1
+        if self.load[respondent] > self.slots.get(respondent, 0):
+            self.overbooked.append(
+                f"{self.tenant}/{respondent} holds {self.load[respondent]} "
+                f"(slots {self.slots.get(respondent, 0)}) after {decision['id']}"
+            )
+
+    def _check_freeing(self, decision: dict[str, Any]) -> None:
+        data, kind = decision["data"], decision["type"]
+        before = self.holder.get(data["conversation"])
+        if kind == "conversation.queued":
+            if self._announced_again(decision):
+                if before is not None:
+                    self._wrong(decision, f"announced again while held by {before}")
+                return
+            self._check_source(decision, before)
+        elif kind in ("conversation.unrouted", "conversation.pending") and before is not None:
+            # Only a new conversation or an overflow move from a queue ends unrouted; a hold
+            # comes of a transfer (its event freed the slot) or a wake.
+            self._wrong(decision, f"while held by {before}")
+        elif kind == "conversation.snoozed" and before not in (None, data["respondent"]):
+            self._wrong(decision, f"by {data['respondent']} while {before} held it")
+        elif kind == "conversation.closed" and data.get("cause") != "idle":
+            self._wrong(decision, "without cause idle (the frontend's closes decide nothing)")
+
+    def _check_source(self, decision: dict[str, Any], before: str | None) -> None:
+        """A move (assigned or queued) from where its cause says the conversation was."""
+        cause = decision["data"].get("cause")
+        if cause not in CAUSES[decision["type"]]:
+            self._wrong(decision, "with a cause the slot replay does not know")
+        elif cause in FROM_A_SLOT:
+            if before is None:
+                self._wrong(decision, "but nobody held it in a slot")
+            else:
+                self.missed[(decision["causationid"], decision["data"]["conversation"])] = before
+        elif cause not in MAYBE_FROM_A_SLOT and before is not None:
+            self._wrong(decision, f"while {before} held it in a slot")
+
+    def _announced_again(self, decision: dict[str, Any]) -> bool:
+        """A ``conversation.queued`` of a ``conversation.prioritized``: its place, again."""
+        position = self.position.get(decision["causationid"])
+        return position is not None and self.entries[position].type == "conversation.prioritized"
+
+    def _wrong(self, decision: dict[str, Any], why: str) -> None:
+        data = decision["data"]
+        what = data.get("cause") or data.get("code") or data.get("reason")
+        self.wrong.append(
+            f"{self.tenant}: {decision['type']} ({what}) {decision['id']} of "
+            f"{data.get('conversation')} {why}"
+        )
 
     def _release(self, conversation: str) -> None:
         respondent = self.holder.pop(conversation, None)

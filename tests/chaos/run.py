@@ -193,16 +193,18 @@ class _Run:
         duration = traffic.messages[-1].at_s
         self.say(
             f"publishing {len(traffic.messages)} messages over {duration:.0f} s from "
-            f"{self.size.tenants} publishers; injecting {len(self.size.faults)} faults"
+            f"{self.size.tenants} publishers (conversations from {traffic.opens_s:.0f} s); "
+            f"injecting {len(self.size.faults)} faults"
         )
         publishing = Publishing(self.servers.rabbit.url, traffic, started)
+        # Faults while conversations go on: from the first one's start.
         injector = faults.Injector(
             self.pipeline,
             self.servers,
             {n: self._spawn for n in self._names()},
             list(self.size.faults),
-            started,
-            window_s=min(duration, self.size.span_s + 10),
+            started + traffic.opens_s,
+            window_s=min(duration - traffic.opens_s, self.size.span_s + 10),
             seed=self.seed,
             recovered=lambda at: canary.recovery_s(at, _Arrivals(log).get) is not None,
         )
@@ -449,11 +451,29 @@ def _figures(
         "rejected_by_reason": dict(reasons.most_common()),
         "decisions": len(oracle.decisions),
         "decisions_received": len(log.decisions),
+        "decisions_by_kind": _kinds(log.decisions),
         "publish_retries": publishing.retries,
         "publish_late_max_s": round(max(publishing.lateness, default=0.0), 2),
         "transit_max_s": round(max(transit, default=0.0), 2),
         "lead_s": LEAD_S,
     }
+
+
+def _kinds(decisions: list[dict[str, Any]]) -> dict[str, int]:
+    """The sites' decisions received (each id once) by type and cause, code or reason:
+    ``conversation.assigned/new``, ``conversation.assigned/new+sticky``,
+    ``conversation.unrouted/wait_timeout``, ``respondent.paused/no_answer``..."""
+    seen: dict[str, dict[str, Any]] = {}
+    for decision in decisions:
+        if decision["tenant"] != CANARY_TENANT and decision["type"] != "event.rejected":
+            seen.setdefault(decision["id"], decision)
+    kinds: Counter[str] = Counter()
+    for decision in seen.values():
+        data = decision["data"]
+        why = data.get("cause") or data.get("code") or data.get("reason")
+        kind = decision["type"] + ("" if why is None else f"/{why}")
+        kinds[kind + ("+sticky" if data.get("sticky") else "")] += 1
+    return dict(sorted(kinds.items()))
 
 
 def report(outcome: Outcome, size: Size, out: Callable[[str], None]) -> None:
@@ -468,6 +488,8 @@ def report(outcome: Outcome, size: Size, out: Callable[[str], None]) -> None:
         f"decisions   {f['decisions']:>7}  (the oracle's); {f['decisions_received']} received, "
         f"{found.redelivered} of them a second time (same id)"
     )
+    kinds = f.get("decisions_by_kind", {})
+    out("  by kind: " + ", ".join(f"{kind} {n}" for kind, n in kinds.items()))
     out(
         f"publishers  late by {f['publish_late_max_s']} s at most, {f['publish_retries']} "
         f"publishes made again; events reached the inbox {f['transit_max_s']} s after their "

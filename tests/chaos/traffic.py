@@ -2,9 +2,12 @@
 
 The events come from the pure-domain simulator (``benchmarks.workload`` with the ``CHAOS``
 profile): five sites whose conversations are transferred, snoozed, rated and sold on while
-respondents step away and come back. Some are sent twice (a frontend's resend), some are
-garbage. Publishers run at once, one per site: a site's events reach the engine in the order
-of their times, as from one frontend.
+respondents step away and come back. Two sites route as in v1; three use the routing policy
+of contract v2 (business hours that change during the run, overflow chains, queue caps,
+priorities, returning visitors with sticky routing, answer deadlines with and without pauses,
+idle closes). Some events are sent twice (a frontend's resend), some are garbage.
+Publishers run at once, one per site: a site's events reach the engine in the order of their
+times, as from one frontend.
 
 Why so: the engine fires a timer before the first event timed after it; the pipeline fires
 it also when the wall clock reaches it, ``chatroute replay`` when the latest event time seen
@@ -57,6 +60,9 @@ class Traffic:
     # Every timer the events can arm is due by then (an event-time moment).
     horizon: datetime
     last_event_time: datetime
+    # When the first conversation starts, after the sites' configuration (the simulator may
+    # wait for a minute to begin while they start: see ``benchmarks.workload.straddle``).
+    opens_s: float = 0.0
 
 
 def build(
@@ -85,12 +91,30 @@ def build(
     copies = [_resent(m, r) for m in r.sample(messages, int(len(messages) * duplicates))]
     junk = [_garbage(n, r, events, first_time) for n in range(int(len(events) * garbage))]
     last = max(_time(e) for e in events)
-    # The longest chain of timers after the last event: a snooze's wake-up, which finds its
-    # respondent away and waits pending for them until it is reassigned.
-    assert CHAOS.reassign_after_s is not None
-    tail = timedelta(seconds=max(CHAOS.snooze_s) + CHAOS.reassign_after_s + 1)
+    tail = timedelta(seconds=_longest_timer_s() + 1)
     schedule = sorted(messages + copies + junk, key=lambda m: m.at_s)
-    return Traffic(schedule, len(events) + len(junk), len(copies), len(junk), last + tail, last)
+    opens = min(_time(e) for e in events if e["type"] == "conversation.started")
+    return Traffic(
+        schedule,
+        len(events) + len(junk),
+        len(copies),
+        len(junk),
+        last + tail,
+        last,
+        (opens - first_time).total_seconds(),
+    )
+
+
+def _longest_timer_s() -> float:
+    """The longest chain of timers after the last event: the longest timer (a snooze's
+    wake-up, an answer deadline, an idle close, a rule's waits one after the other), then a
+    reassignment (the wake finds its respondent away, or the deadline pauses them)."""
+    assert CHAOS.reassign_after_s is not None
+    longest = [max(CHAOS.snooze_s)]
+    for policy in CHAOS.policies:
+        longest += [policy.answer_within_s or 0, policy.close_after_idle_s or 0]
+        longest += [sum(wait_s or 0 for _, wait_s in chain) for _, chain in policy.targets]
+    return max(longest) + CHAOS.reassign_after_s
 
 
 def _time(event: dict[str, Any]) -> datetime:
