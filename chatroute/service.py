@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import takewhile
+from itertools import pairwise, takewhile
 from typing import Any
 
 from sqlalchemy import select
@@ -553,15 +553,17 @@ class _Run:
     def _fire_in_order(self, timers: Sequence[Timer], upto: datetime) -> bool:
         """Fire ``timers`` (due by ``upto``, in order) until one arms a timer due before the
         next of them: then False, and the caller reads the due timers again."""
-        for timer, following in zip(timers, [*timers[1:], None], strict=True):
+        for timer, following in pairwise(timers):
             self.view.lately_armed.clear()
             self._fire(timer)
-            if following is not None and any(
+            if any(
                 (new.due, new.timer_id) < (following.due, following.timer_id)
                 for new in self.view.lately_armed
                 if new.due <= upto
             ):
                 return False
+        for timer in timers[-1:]:
+            self._fire(timer)  # the last: what it arms is read with the next due timers
         return True
 
     def _fire_suspect(self, timer: Timer) -> None:

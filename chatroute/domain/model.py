@@ -118,8 +118,9 @@ class Conversation:
     closed_at: datetime | None = None
     queued_at: datetime | None = None  # when it first joined a group's queue
     priority: int = 0  # higher first in every queue it joins
-    # The targets of the rule that routed it, as they were then (overflow follows them), and
-    # the index of the one whose queue it waits in (None: not queued by its rule).
+    # The targets of the rule that routed it, as they were then, when one of them has a
+    # wait (overflow follows them), and the index of the one whose queue it waits in (None:
+    # not queued by such a rule).
     rule_targets: list[dict[str, Any]] | None = None
     target: int | None = None
     # The respondent who missed its answer deadline: not chosen again until someone else
@@ -130,8 +131,8 @@ class Conversation:
     active_at: datetime | None = None
     unrouted_code: str | None = None  # no_rule | closed | queue_full | wait_timeout
     close_cause: str | None = None  # "idle" when the engine closed it
-    # Overflow moves, for the statistics: ``[[from_group, to_group or None], ...]``.
-    overflows: list[list[str | None]] = field(default_factory=list)
+    # Overflow moves, for the statistics: ``[[from_group, to_group or None], ...]``; None: none.
+    overflows: list[list[str | None]] | None = None
 
 
 @dataclass

@@ -51,8 +51,10 @@ def route_new(view: TenantView, conversation: Conversation, now: datetime) -> li
     rule = routing.first_rule(view.rules(), conversation.attributes)
     if rule is None:
         return [_unrouted(conversation, NO_RULE)]
-    conversation.rule_targets = rule.target_list()
-    return _along(view, conversation, 0, now, NEW, None)
+    targets = rule.target_list()
+    if any(target.get("wait_s") for target in targets):
+        conversation.rule_targets = targets  # an overflow follows them as they are now
+    return _along(view, conversation, targets, 0, now, NEW, None)
 
 
 def overflow(
@@ -60,33 +62,33 @@ def overflow(
 ) -> list[Decision]:
     """Its wait at a target is over: leave that queue and try the rule's later targets."""
     entry = view.queue_entry(conversation.conversation_id)
-    index = conversation.target
-    if conversation.state != State.QUEUED or entry is None or index is None:
+    index, targets = conversation.target, conversation.rule_targets
+    if conversation.state != State.QUEUED or entry is None or index is None or targets is None:
         return []  # it left the queue (its timer would have been cancelled): nothing to do
     view.dequeue(entry)
-    decisions = _along(view, conversation, index + 1, now, OVERFLOW, entry.joined_at)
+    decisions = _along(view, conversation, targets, index + 1, now, OVERFLOW, entry.joined_at)
     moved_to = conversation.group if conversation.state != State.UNROUTED else None
-    conversation.overflows = [*conversation.overflows, [entry.group, moved_to]]
+    conversation.overflows = [*(conversation.overflows or []), [entry.group, moved_to]]
     return decisions
 
 
 def _along(
     view: TenantView,
     conversation: Conversation,
+    targets: list[dict[str, Any]],
     start: int,
     now: datetime,
     cause: str,
     joined_at: datetime | None,
 ) -> list[Decision]:
     """The first target from ``start`` not skipped takes it; else it is unrouted."""
-    targets = conversation.rule_targets or []
     skipped: list[Skip] = []
     for index in range(start, len(targets)):
         group = targets[index]["group"]
         if not is_open(view, group, now):
             skipped.append(Skip(group, CLOSED))
             continue
-        placed = _take(view, conversation, index, now, cause, joined_at)
+        placed = _take(view, conversation, targets[index], index, now, cause, joined_at)
         if placed is not None:
             return [placed]
         skipped.append(Skip(group, QUEUE_FULL))
@@ -101,14 +103,14 @@ def _along(
 def _take(
     view: TenantView,
     conversation: Conversation,
+    target: dict[str, Any],
     index: int,
     now: datetime,
     cause: str,
     joined_at: datetime | None,
 ) -> Decision | None:
-    """Target ``index`` takes it (a free respondent, else its queue), or None when it must
-    be skipped: nobody free and its queue already full."""
-    target = (conversation.rule_targets or [])[index]
+    """``target`` (the ``index``-th of its rule) takes it (a free respondent, else its queue),
+    or None when it must be skipped: nobody free and its queue already full."""
     group = target["group"]
     sticky = _sticky(view, conversation, group, now) if cause == NEW else None
     if sticky is not None:
@@ -118,8 +120,10 @@ def _take(
         return routing.assign(view, conversation, chosen, group, now, cause)
     if queue_full(view, group):
         return None
+    # The target it waits at matters only to an overflow (a rule with waits).
+    waits_at = None if conversation.rule_targets is None else index
     decision = routing.enqueue(
-        view, conversation, group, now, cause, joined_at=joined_at, target=index
+        view, conversation, group, now, cause, joined_at=joined_at, target=waits_at
     )
     if wait_s := target.get("wait_s"):
         due = now + timedelta(seconds=wait_s)

@@ -50,9 +50,10 @@ Seq = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements IN
 Id = String(200)
 JsonList: Any = MutableList.as_mutable(JSON())
 JsonDict: Any = MutableDict.as_mutable(JSON())
-# Nullable JSON columns: ``None`` is SQL NULL (plain ``JSON`` would write the JSON ``null``).
-JsonListOrNull: Any = MutableList.as_mutable(JSON(none_as_null=True))
-JsonDictOrNull: Any = MutableDict.as_mutable(JSON(none_as_null=True))
+# Values the domain only ever replaces whole (a rule's targets, a group's hours, an overflow
+# path): no change tracking, whose weak references cost a loaded row more than the rest of
+# it. ``None`` is SQL NULL (the JSON ``null`` otherwise).
+JsonValueOrNull = JSON(none_as_null=True)
 
 metadata = MetaData(
     naming_convention={
@@ -119,7 +120,7 @@ groups = Table(
     metadata,
     _tenant(),
     Column("group_id", Id, primary_key=True),
-    Column("hours", JsonDictOrNull),  # hours.Hours.to_json(); null: always open
+    Column("hours", JsonValueOrNull),  # hours.Hours.to_json(); null: always open
     Column("max_queue", Integer),  # null: unlimited
 )
 
@@ -131,7 +132,7 @@ rules = Table(
     Column("group_id", Id, nullable=False),  # the first target's group
     Column("priority", Integer, nullable=False),
     Column("conditions", JsonList, nullable=False),
-    Column("targets", JsonListOrNull),  # null: the v1 form, one target: group_id
+    Column("targets", JsonValueOrNull),  # null: the v1 form, one target: group_id
 )
 
 conversations = Table(
@@ -162,13 +163,13 @@ conversations = Table(
     Column("stats_changed_at", UTCDateTime),
     # Routing policy v2 (model.Conversation).
     Column("priority", Integer, nullable=False, default=0, server_default="0"),
-    Column("rule_targets", JsonListOrNull),
+    Column("rule_targets", JsonValueOrNull),
     Column("target", Integer),
     Column("excluded", Id),
     Column("active_at", UTCDateTime),
     Column("unrouted_code", String(20)),
     Column("close_cause", String(20)),
-    Column("overflows", JsonList, nullable=False, server_default="[]"),
+    Column("overflows", JsonValueOrNull),
     Index("ix_conversations_holder", "tenant", "respondent", "state"),
     Index("ix_conversations_stats", "tenant", "stats_seq"),
     Index("ix_conversations_visitor", "tenant", "visitor"),  # sticky routing's lookup

@@ -604,7 +604,7 @@ def test_migration_0010_fills_the_new_columns_of_existing_rows(db_url: str) -> N
             conversation = view.conversation("c0")
             assert (conversation.priority, conversation.overflows, conversation.rule_targets) == (
                 0,
-                [],
+                None,
                 None,
             )
             assert view.rule("all").targets is None
@@ -613,7 +613,7 @@ def test_migration_0010_fills_the_new_columns_of_existing_rows(db_url: str) -> N
             assert head is not None and head.conversation_id == "c1"  # queued first (minute 1)
             assert view.queue_position(view.queue_entry("c0")) == 3
             assert view.queue_length("g1", 10) == 3
-            conversation.overflows.append(["g1", "g2"])  # a mutable list: the change is seen
+            conversation.overflows = [["g1", "g2"]]  # replaced whole, as the domain does
         with rt.sessions.begin() as session:
             found = session.get(Conversation, ("a", "c0"))
             assert found is not None and found.overflows == [["g1", "g2"]]

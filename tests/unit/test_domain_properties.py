@@ -265,7 +265,8 @@ def _overflow_expected(conversation: Conversation) -> int:
     """A conversation waits for its overflow only in a queue of its rule with a wait."""
     if conversation.state != State.QUEUED or conversation.target is None:
         return 0
-    targets = conversation.rule_targets or []
+    targets = conversation.rule_targets
+    assert targets is not None, "it waits at a target of a rule it did not keep"
     return int(targets[conversation.target].get("wait_s") is not None)
 
 

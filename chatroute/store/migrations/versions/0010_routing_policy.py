@@ -33,7 +33,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("active_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("unrouted_code", sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column("close_cause", sa.String(length=20), nullable=True))
-        batch_op.add_column(sa.Column("overflows", sa.JSON(), nullable=False, server_default="[]"))
+        batch_op.add_column(sa.Column("overflows", sa.JSON(), nullable=True))
         batch_op.create_index("ix_conversations_visitor", ["tenant", "visitor"], unique=False)
     # joined_at: existing entries joined their queue when they were queued.
     with op.batch_alter_table("queue_entries", schema=None) as batch_op:
