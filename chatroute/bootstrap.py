@@ -29,10 +29,15 @@ _lock = threading.Lock()
 _current: Runtime | None = None
 
 
-def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = False) -> Runtime:
-    """Connect lazily to ``settings.database_url``; ``migrate`` brings the schema up first."""
+def build(
+    settings: Settings, clock: Clock | None = None, *, migrate: bool = False, wait_s: float = 0
+) -> Runtime:
+    """Connect lazily to ``settings.database_url``; ``migrate`` brings the schema up first.
+    ``wait_s``: how long a long-running process waits for the database to answer first."""
     start_mappers()
     engine = db.make_engine(settings.database_url)
+    if wait_s > 0:
+        db.wait_until_up(engine, wait_s)
     if migrate:
         db.migrate(engine)
     sessions = db.session_factory(engine)

@@ -27,6 +27,8 @@ NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
 SERVICES = frozenset({"gateway", "worker", "sweeper"})
 # Each process of a deployment logs its start and its stop, with the command as its role.
 PROCESSES = SERVICES | {"migrate"}
+# A gateway or sweeper started while PostgreSQL restarts waits this long for it.
+STARTUP_WAIT_S = 60.0
 DESCRIPTION = (
     "chatroute routes the conversations of live-chat frontends: they publish what happens as "
     "CloudEvents to RabbitMQ, chatroute applies the distribution rules, runs the timers and "
@@ -250,7 +252,7 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     broker.install(settings)
     from workers import gateway, routing
 
-    rt = bootstrap.install(bootstrap.build(settings, migrate=True))
+    rt = bootstrap.install(bootstrap.build(settings, migrate=True, wait_s=STARTUP_WAIT_S))
     _serve_metrics(rt, settings)
     publisher = gateway.AmqpPublisher(amqp_url)
     relay = threading.Thread(target=gateway.relay, args=(rt, publisher, args.stop), daemon=True)
@@ -267,7 +269,7 @@ def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
     broker.install(settings)
     from workers import routing, stats, timers
 
-    rt = bootstrap.install(bootstrap.build(settings))
+    rt = bootstrap.install(bootstrap.build(settings, wait_s=STARTUP_WAIT_S))
     _serve_metrics(rt, settings)
     nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
     nudge_stats = nudges.coalesced(rt.claims, broker.STATS_QUEUE, stats.fold_tenant.send)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from chatroute import logs
+
+log = logs.get("chatroute.store.db")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -51,6 +57,24 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # type: ignore[no-untyped-def]
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def wait_until_up(engine: Engine, seconds: float) -> None:
+    """Wait up to ``seconds`` for the database to answer: a long-running process started
+    while PostgreSQL restarts waits for it instead of exiting. Raises the last error then."""
+    deadline = time.monotonic() + seconds
+    pause = 0.2
+    while True:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return
+        except OperationalError as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("database_unavailable", retry_in_s=pause, error=type(error).__name__)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def migrate(engine: Engine) -> None:
