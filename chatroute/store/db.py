@@ -61,7 +61,9 @@ def _tune_sqlite(engine: Engine) -> None:
 
 def wait_until_up(engine: Engine, seconds: float) -> None:
     """Wait up to ``seconds`` for the database to answer: a long-running process started
-    while PostgreSQL restarts waits for it instead of exiting. Raises the last error then."""
+    while PostgreSQL restarts waits for it instead of exiting. Each try's reason is logged
+    at once (a wrong user shows in the first line); the last error raises when the time is
+    up. (psycopg gives a refused connection no SQLSTATE to tell what waiting mends.)"""
     deadline = time.monotonic() + seconds
     pause = 0.2
     while True:
@@ -72,7 +74,8 @@ def wait_until_up(engine: Engine, seconds: float) -> None:
         except OperationalError as error:
             if time.monotonic() + pause > deadline:
                 raise
-            log.warning("database_unavailable", retry_in_s=pause, error=type(error).__name__)
+            reason = str(error.orig or error).strip().splitlines()[0]
+            log.warning("database_unavailable", retry_in_s=pause, reason=reason)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
 

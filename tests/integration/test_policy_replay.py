@@ -915,14 +915,19 @@ def test_an_answer_deadline_of_0_is_rejected_and_the_setting_stays(url: str) -> 
 
 # examples/sample-day.jsonl, and its replay by v1 (branch main at 5878f5f, `git archive main`):
 # the sha256 of its decisions, one JSON object per line with sorted keys.
-SAMPLE_SHA256 = "f40203f70dff1fccd7f18ee5bd092ddfa7dbca1369ff092abe686d69db81fec0"
-V1_DECISIONS_SHA256 = "56c205ae82730b71de5a45620b4366a916d81fcf1857045d39e69dcfe2cdbf8b"
+SAMPLE_V2_TENANTS = {"travel-4"}  # examples/make_sample_day.py's PolicySite
+# The 194 routing decisions the engine before v2 (5878f5f) made of the sample day before it
+# had a v2 tenant, reduced as the test below does.
+V1_DECISIONS_SHA256 = "40076ff1181dd6e5242ba2d21986b74d56cd148c0f01e5b3abc303e0f777cc8f"
 
 
 @pytest.fixture(scope="module")
 def sample_day(tmp_path_factory: pytest.TempPathFactory) -> list[Decision]:
+    """The decisions of the sample day's v1 tenants (all but its one v2 tenant, whose lines
+    are merged in among theirs)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('v1day')}/day.db"
-    return [json.loads(line) for line in replay_text(url, SAMPLE.read_bytes()).splitlines()]
+    decided = [json.loads(line) for line in replay_text(url, SAMPLE.read_bytes()).splitlines()]
+    return [d for d in decided if d["tenant"] not in SAMPLE_V2_TENANTS]
 
 
 def test_a_v1_day_validates_with_cause_on_queued_and_code_on_unrouted(
@@ -946,10 +951,12 @@ def test_a_v1_day_validates_with_cause_on_queued_and_code_on_unrouted(
 def test_a_v1_day_decides_exactly_what_v1_decided_but_for_cause_and_code(
     sample_day: list[Decision],
 ) -> None:
-    if hashlib.sha256(SAMPLE.read_bytes()).hexdigest() != SAMPLE_SHA256:
-        pytest.skip("the sample day changed: recompute V1_DECISIONS_SHA256 with v1's replay")
+    # Rejections of the day's unparseable lines are left out: they are dated by the line
+    # before them, which the v2 tenant's lines, merged in by time, changed.
     as_v1 = []
     for decision in sample_day:
+        if decision["type"] == "event.rejected":
+            continue
         data = dict(decision["data"])
         if decision["type"] == QUEUED:
             del data["cause"]
@@ -957,7 +964,7 @@ def test_a_v1_day_decides_exactly_what_v1_decided_but_for_cause_and_code(
             del data["code"]
         as_v1.append(json.dumps(decision | {"data": data}, sort_keys=True) + "\n")
     digest = hashlib.sha256("".join(as_v1).encode()).hexdigest()
-    assert digest == V1_DECISIONS_SHA256
+    assert (len(as_v1), digest) == (194, V1_DECISIONS_SHA256)
 
 
 def a_v2_day(ev: Events) -> None:
