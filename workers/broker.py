@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,16 @@ class ProcessLog(Middleware):
         logs.process_stopped(self.ROLE)
 
 
+class FrozenBoot(Middleware):
+    """Moves what a worker process built at start (modules, models, tables, the engine) out
+    of the garbage collector's reach: a full collection walked its ~114k objects in about
+    50 ms, inside whichever batch it fell on."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        gc.collect()
+        gc.freeze()
+
+
 def build(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
     """RabbitMQ with publisher confirms when ``amqp_url`` is set, else the in-process broker.
     A ``worker`` process (``dramatiq workers.main``) also logs its start and stop, and counts
@@ -117,6 +128,7 @@ def build(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
     broker.add_middleware(LogContext())
     if worker:
         broker.add_middleware(ProcessLog())
+        broker.add_middleware(FrozenBoot())
     if worker and settings.amqp_url and settings.worker_metrics_port is not None:
         # Imported only here: the module reads its port and folder when imported.
         from dramatiq.middleware.prometheus import Prometheus
