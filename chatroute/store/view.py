@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, inspect, or_, select, tuple_
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from chatroute.domain.model import (
@@ -306,24 +317,32 @@ class SqlTenantView:
         # that no freed slot pays a walk over every object the batch changed.
         self.session.flush()
 
+    @staticmethod
+    @cache
+    def _queue_head() -> Any:
+        """A group's head, for a respondent it does not exclude. Built once (after the
+        mapping): it runs for every freed slot, and building it cost as much as running it.
+        Each group's by its own index range: an IN list over the groups would let a prepared
+        (generic) plan walk the whole tenant's queue."""
+        return (
+            select(QueueEntry)
+            .where(
+                QueueEntry.tenant == bindparam("tenant"),
+                QueueEntry.group == bindparam("group"),
+                or_(QueueEntry.excluded.is_(None), QueueEntry.excluded != bindparam("who")),
+            )
+            .order_by(*_QUEUE_ORDER)
+            .limit(1)
+        )
+
     def queue_head(self, groups: Sequence[str], respondent_id: str) -> QueueEntry | None:
         if not groups or self._count(QueueEntry) == 0:
             return None
-        # Each group's head by its own index range: an IN list over the groups would let a
-        # prepared (generic) plan walk the whole tenant's queue.
         heads = [
             self._first(
-                select(QueueEntry)
-                .where(
-                    QueueEntry.tenant == self.tenant,
-                    QueueEntry.group == group,
-                    or_(QueueEntry.excluded.is_(None), QueueEntry.excluded != respondent_id),
-                )
-                .order_by(*_QUEUE_ORDER)
-                .limit(1),
-                QueueEntry,
+                self._queue_head(), QueueEntry, tenant=self.tenant, group=g, who=respondent_id
             )
-            for group in dict.fromkeys(groups)
+            for g in dict.fromkeys(groups)
         ]
         return min((h for h in heads if h is not None), key=QueueEntry.order_key, default=None)
 
@@ -384,12 +403,12 @@ class SqlTenantView:
         )
         return self._first(query, PendingHold)
 
-    def _first(self, query: Any, kind: type[QueueEntry | PendingHold]) -> Any:
+    def _first(self, query: Any, kind: type[QueueEntry | PendingHold], **params: Any) -> Any:
         """The query's first row, flushing first only when rows of ``kind`` were added or
         removed in this session (a changed priority is flushed by ``reprioritize``): a flush
         per event is what a busy batch would pay for every freed slot."""
         with self._flushed(kind):
-            return self.session.scalars(query).first()
+            return self.session.scalars(query, params or None).first()
 
     def _scalar(self, query: Any, kind: type[QueueEntry | PendingHold]) -> Any:
         """As ``_first``, for a query of one value."""
