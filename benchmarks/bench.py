@@ -306,7 +306,7 @@ def _fill(rt: bootstrap.Runtime, setting: Setting, now: datetime) -> None:
 
 def replay_rate(conversations: int) -> dict[str, float]:
     """``chatroute replay`` of a site as busy as 100,000 conversations a day."""
-    from workers.replay import replay
+    from chatroute.tools.replay import replay
 
     events = day(conversations, span=timedelta(days=conversations / 100_000))
     body = [json.dumps(e).encode() + b"\n" for e in events]

@@ -168,7 +168,7 @@ def _time(value: str) -> datetime:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.replay import InvalidStamp, read_stamped, replay
+    from chatroute.tools.replay import InvalidStamp, read_stamped, replay
 
     if not args.events.exists():
         print(f"chatroute replay: no such file: {args.events}", file=sys.stderr)

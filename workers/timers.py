@@ -13,39 +13,17 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import func, select
-
 from chatroute import amqp, logs, stats
 from chatroute.bootstrap import Runtime
-from chatroute.domain.model import TimerState
-from chatroute.store import inbox, tables
+from chatroute.store import due
 from workers.broker import OUTAGES, keep_alive, outage
 
 log = logs.get("chatroute.sweeper")
 
-# An event left unapplied this long was missed by its nudge (a crash) or waits for its
-# conversation: nudge its tenant again.
-WAITING_AFTER = timedelta(seconds=1)
-
 
 def due_tenants(rt: Runtime, lookahead: timedelta = timedelta(0)) -> dict[str, float]:
-    """Tenants to nudge, with how many seconds from now: timers due by ``now + lookahead``
-    (at their earliest due time), and events received a while ago still unapplied (now)."""
-    now = rt.clock.now()
-    t = tables.timers.c
-    with rt.engine.connect() as connection:
-        query = (
-            select(t.tenant, func.min(t.due))
-            .where(t.state == TimerState.ARMED, t.due <= now + lookahead)
-            .group_by(t.tenant)
-        )
-        wait = {
-            tenant: max(0.0, (due - now).total_seconds())
-            for tenant, due in connection.execute(query)
-        }
-        for tenant in inbox.tenants_waiting(connection, now - WAITING_AFTER):
-            wait[tenant] = 0.0
-    return wait
+    """Tenants to nudge, with how many seconds from now (``store.due.due_tenants``)."""
+    return due.due_tenants(rt.engine, rt.clock.now(), lookahead)
 
 
 def sweep_once(rt: Runtime, nudge: Callable[[str], object]) -> int:

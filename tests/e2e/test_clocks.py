@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from chatroute.settings import Settings
+from chatroute.tools.replay import replay
 from tests.builders import Events, rfc3339
 from tests.e2e.harness import (
     Pipeline,
@@ -30,7 +31,6 @@ from tests.e2e.harness import (
     wait_until,
 )
 from tests.e2e.test_pipeline import per_tenant
-from workers.replay import replay
 
 pytestmark = pytest.mark.services
 

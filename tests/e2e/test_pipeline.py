@@ -24,6 +24,7 @@ from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.domain.model import TimerState
 from chatroute.settings import Settings
 from chatroute.store import tables
+from chatroute.tools.replay import replay
 from schemas.events import best_effort_identity
 from tests.builders import Events
 from tests.e2e.harness import (
@@ -35,7 +36,6 @@ from tests.e2e.harness import (
     stamped,
     wait_until,
 )
-from workers.replay import replay
 
 pytestmark = pytest.mark.services
 

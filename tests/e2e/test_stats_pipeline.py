@@ -14,11 +14,11 @@ import pytest
 from chatroute import bootstrap
 from chatroute.settings import Settings
 from chatroute.stats import Window, rows, stale_tenants
+from chatroute.tools.replay import replay
 from tests.builders import Events
 from tests.conftest import fresh_pg_database
 from tests.e2e.harness import Pipeline, Vhost, lines, wait_until
 from tests.e2e.test_pipeline import inbox_states
-from workers.replay import replay
 
 pytestmark = pytest.mark.services
 

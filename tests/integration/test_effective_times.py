@@ -17,9 +17,9 @@ from prometheus_client.core import CollectorRegistry
 
 from chatroute import bootstrap, history, metrics
 from chatroute.settings import Settings
+from chatroute.tools.replay import replay
 from tests.builders import START, Events, rfc3339
 from tests.integration.test_transfers import stats, transfer
-from workers.replay import replay
 
 Decision = dict[str, Any]
 SKEW = timedelta(seconds=5)

@@ -14,10 +14,10 @@ import pytest
 
 from chatroute.errors import InvalidEvent
 from chatroute.settings import Settings
+from chatroute.tools.replay import replay
 from schemas.decisions import DATA_MODELS as DECISION_TYPES
 from schemas.events import parse_event
 from schemas.export import BASE_ID, JSON_DIR
-from workers.replay import replay
 
 SAMPLE_DAY = Path(__file__).resolve().parents[2] / "examples" / "sample-day.jsonl"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"

@@ -17,9 +17,9 @@ from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.clock import VirtualClock
 from chatroute.settings import Settings
 from chatroute.store.outbox import OutgoingMessage
+from chatroute.tools.replay import replay
 from tests.builders import Events, jsonl
 from tests.integration.test_health import NOW, three_tenants_with_statistics
-from workers.replay import replay
 
 
 def decision(kind: str, data: dict[str, object]) -> OutgoingMessage:

@@ -22,11 +22,11 @@ from sqlalchemy import create_engine, select
 from chatroute.domain.model import TimerState
 from chatroute.settings import Settings
 from chatroute.store import tables
+from chatroute.tools.replay import replay
 from schemas.decisions import DATA_MODELS
 from schemas.decisions import Decision as DecisionModel
 from tests.builders import START, Events, jsonl, rfc3339
 from tests.integration.test_cli import chatroute
-from workers.replay import replay
 
 Decision = dict[str, Any]
 Scenario = Callable[[Events], Any]

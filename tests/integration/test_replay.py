@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from chatroute.settings import Settings
+from chatroute.tools.replay import replay
 from tests.builders import START, Events, jsonl, rfc3339
-from workers.replay import replay
 
 Decision = dict[str, Any]
 

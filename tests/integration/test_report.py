@@ -17,10 +17,10 @@ from chatroute import bootstrap
 from chatroute.report import write_report
 from chatroute.settings import Settings
 from chatroute.stats import Window
+from chatroute.tools.replay import replay
 from tests.builders import Events, jsonl
 from tests.integration.test_cli import chatroute
 from tests.integration.test_stats import lifecycle_day, transfer
-from workers.replay import replay
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -14,9 +14,9 @@ from chatroute.retention import prune
 from chatroute.settings import Settings
 from chatroute.stats import rows
 from chatroute.store import tables
+from chatroute.tools.replay import replay
 from tests.builders import START, Events, jsonl
 from tests.integration.test_cli import chatroute
-from workers.replay import replay
 
 
 def count(rt: bootstrap.Runtime, table: tables.Table) -> int:

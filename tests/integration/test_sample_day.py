@@ -23,7 +23,7 @@ import pytest
 from chatroute import bootstrap
 from chatroute.settings import Settings
 from chatroute.stats import rows
-from workers.replay import replay
+from chatroute.tools.replay import replay
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-day.jsonl"

@@ -19,9 +19,9 @@ from chatroute.domain.model import Contact, Conversation, TenantSettings
 from chatroute.settings import Settings
 from chatroute.stats import Window, fold_tenant, rows, stale_tenants
 from chatroute.store import tables
+from chatroute.tools.replay import replay
 from tests.builders import START, Events, jsonl
 from tests.integration.test_replay import run
-from workers.replay import replay
 
 
 def runtime(tmp_path: Path, name: str) -> bootstrap.Runtime:

@@ -22,8 +22,8 @@ from chatroute import bootstrap
 from chatroute.settings import Settings
 from chatroute.stats import Window, rows
 from chatroute.store import tables
+from chatroute.tools.replay import replay
 from tests.builders import START, rfc3339
-from workers.replay import replay
 
 TENANTS = ("t1", "t2", "t3")
 CONVERSATIONS = ("c1", "c2")

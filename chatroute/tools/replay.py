@@ -1,27 +1,23 @@
-"""``chatroute replay``: the workers on the in-process broker, driven by a virtual clock."""
+"""``chatroute replay``: the engine's own intake, apply and stats steps, in this process, on a
+virtual clock. No broker: a nudge is a call, made in the order the routing queue would deliver
+it, so the decisions are the pipeline's (``tests/e2e/test_pipeline.py`` holds it to that)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO
-
-from dramatiq import Worker
-from dramatiq.brokers.stub import StubBroker
-from sqlalchemy import func, select
 
 from chatroute import bootstrap, service
 from chatroute import stats as service_stats
 from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.bootstrap import Runtime
 from chatroute.clock import VirtualClock
-from chatroute.domain.model import TimerState
 from chatroute.errors import InvalidEvent
 from chatroute.settings import Settings
-from chatroute.store import inbox, outbox, tables
+from chatroute.store import due, outbox
 from chatroute.store.outbox import OutgoingMessage
 from schemas.events import Event, parse_event
 
@@ -44,15 +40,19 @@ def replay(
     was received (a pipeline's inbox replayed as the pipeline took it in)."""
     settings = settings.with_(amqp_url=None, redis_url=None)  # in-process: nothing shared
     clock = VirtualClock()
-    rt = bootstrap.install(bootstrap.build(settings, clock, migrate=True))
-    from workers import broker
+    rt = bootstrap.build(settings, clock, migrate=True)
+    try:
+        return _replay(_Replayer(rt, clock, _StdoutSink(out)), lines, until, progress)
+    finally:
+        rt.engine.dispose()
 
-    stub = broker.install(settings)
-    if not isinstance(stub, StubBroker):
-        raise RuntimeError("replay needs the in-process broker; another one is installed")
-    # Hand-offs to the worker thread happen per run of lines: switch threads sooner.
-    sys.setswitchinterval(0.0002)
-    replayer = _Replayer(rt, clock, stub, _StdoutSink(out))
+
+def _replay(
+    replayer: _Replayer,
+    lines: Iterable[bytes | Stamped],
+    until: datetime | None,
+    progress: IO[str] | None,
+) -> Summary:
     summary = Summary()
     for line in lines:
         body, received = (line, None) if isinstance(line, bytes) else line
@@ -124,15 +124,12 @@ class _Run:
 
 
 class _Replayer:
-    def __init__(self, rt: Runtime, clock: VirtualClock, stub: StubBroker, sink: _StdoutSink):
-        from workers import routing, stats, timers  # noqa: F401  (the worker consumes both queues)
-
-        self.rt, self.clock, self.stub, self.sink = rt, clock, stub, sink
-        self.worker = _worker(stub)
-        self.routing, self.timers = routing, timers
+    def __init__(self, rt: Runtime, clock: VirtualClock, sink: _StdoutSink):
+        self.rt, self.clock, self.sink = rt, clock, sink
         self.swept = clock.now()
         self.run: _Run | None = None
         self.window = timedelta(seconds=rt.settings.unknown_retry_s)
+        self.nudged: dict[str, bool] = {}  # tenants to apply next, in order: final or not
 
     def line(self, body: bytes, received: datetime | None = None) -> None:
         event = _valid(body)
@@ -163,13 +160,8 @@ class _Replayer:
 
     def _due_elsewhere(self, tenant: str) -> tuple[datetime | None, datetime | None]:
         """The next timer of another tenant, and when the oldest waiting event stops waiting."""
-        t, i = tables.timers.c, tables.inbox.c
-        with self.rt.engine.connect() as connection:
-            due = connection.scalar(
-                select(func.min(t.due)).where(t.state == TimerState.ARMED, t.tenant != tenant)
-            )
-            waiting = connection.scalar(select(func.min(i.received_at)).where(i.state == inbox.NEW))
-        return due, None if waiting is None else waiting + self.window
+        timer, waiting = due.next_due_elsewhere(self.rt.engine, tenant)
+        return timer, None if waiting is None else waiting + self.window
 
     def _flush(self) -> None:
         run, self.run = self.run, None
@@ -192,37 +184,39 @@ class _Replayer:
         if self.clock.now() > self.swept:
             # Only a moving clock makes timers due or waiting events expire.
             self.swept = self.clock.now()
-            self.timers.sweep_once(self.rt, self._nudge)
+            self._sweep()
         self._settle()
 
+    def _sweep(self) -> None:
+        """As the sweeper: nudge each tenant with work due now, in name order."""
+        for tenant in sorted(due.due_tenants(self.rt.engine, self.clock.now(), timedelta(0))):
+            self._nudge(tenant)
+
     def _nudge(self, tenant: str, final: bool = False) -> None:
-        # In-process, a failure is a bug: surface it at once instead of retrying with backoff.
-        self.routing.apply_tenant.send_with_options(
-            args=(tenant,), kwargs={"final": final}, max_retries=0
-        )
+        # Nudges of one settling coalesce: a tenant's apply reads all it has.
+        self.nudged[tenant] = self.nudged.get(tenant, False) or final
 
     def _settle(self) -> None:
-        from workers import broker
-
-        self.stub.join(broker.ROUTING_QUEUE, fail_fast=True)
-        self.worker.join()
+        """Apply the nudged tenants in the order they were nudged, then write the decisions."""
+        while self.nudged:
+            tenant = next(iter(self.nudged))
+            final = self.nudged.pop(tenant)
+            while service.apply_tenant(self.rt, tenant, final=final):
+                pass
         _relay_all(self.rt, self.sink)
 
     def finish(self, until: datetime | None) -> None:
-        from workers import broker, stats
-
         self._flush()
         if until is not None:
             self.clock.advance_to(until)
-        self.timers.sweep_once(self.rt, self._nudge)
+        self._sweep()
         self._settle()
-        for tenant in _tenants_with_unapplied(self.rt):
+        for tenant in due.tenants_with_unapplied(self.rt.engine):
             self._nudge(tenant, final=True)
         self._settle()
         # What the stats worker would do next: count the run, so ``chatroute stats`` shows it.
         for tenant in service_stats.stale_tenants(self.rt):
-            stats.fold_tenant.send_with_options(args=(tenant,), max_retries=0)
-        self.stub.join(broker.STATS_QUEUE, fail_fast=True)
+            service_stats.fold_tenant(self.rt, tenant)
 
 
 def _valid(body: bytes) -> Event | None:
@@ -232,17 +226,6 @@ def _valid(body: bytes) -> Event | None:
         return None
 
 
-_workers: dict[int, Worker] = {}
-
-
-def _worker(stub: StubBroker) -> Worker:
-    """One worker thread per broker and process, reused by every replay in it."""
-    if id(stub) not in _workers:
-        _workers[id(stub)] = Worker(stub, worker_threads=1)
-        _workers[id(stub)].start()
-    return _workers[id(stub)]
-
-
 def _event_time(body: bytes) -> datetime | None:
     try:
         raw = json.loads(body)["time"]
@@ -250,12 +233,6 @@ def _event_time(body: bytes) -> datetime | None:
     except (ValueError, KeyError, TypeError):
         return None
     return moment if moment.tzinfo is not None else None
-
-
-def _tenants_with_unapplied(rt: Runtime) -> list[str]:
-    c = tables.inbox.c
-    with rt.sessions.begin() as session:
-        return list(session.scalars(select(c.tenant).where(c.state == inbox.NEW).distinct()))
 
 
 class _StdoutSink:
