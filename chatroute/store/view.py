@@ -99,6 +99,10 @@ class SqlTenantView:
         self._ranked: dict[str, _Ranking] = {}
         self._conversations: dict[str, Conversation | None] = {}
         self._respondents: dict[str, Respondent | None] = {}
+        # The respondents looked up, by each group they were in when looked up or added (a
+        # respondent's groups change only through add_respondent): the candidates a routing
+        # must see besides the ranking, without a walk over every respondent of the batch.
+        self._seen_in: dict[str, dict[str, Respondent]] = {}
 
     def _count(self, kind: type[QueueEntry | PendingHold]) -> int:
         """The tenant's queue entries or holds: most serving finds none, and skips a query."""
@@ -126,13 +130,21 @@ class SqlTenantView:
     # respondents
     def respondent(self, respondent_id: str) -> Respondent | None:
         if respondent_id not in self._respondents:
-            found = self.session.get(Respondent, (self.tenant, respondent_id))
+            with self.session.no_autoflush:  # as in conversation()
+                found = self.session.get(Respondent, (self.tenant, respondent_id))
             self._respondents[respondent_id] = found
+            self._seen(found)
         return self._respondents[respondent_id]
+
+    def _seen(self, respondent: Respondent | None) -> None:
+        if respondent is not None:
+            for group in respondent.groups:
+                self._seen_in.setdefault(group, {})[respondent.respondent_id] = respondent
 
     def add_respondent(self, respondent: Respondent) -> None:
         self.session.add(respondent)
         self._respondents[respondent.respondent_id] = respondent
+        self._seen(respondent)
         self._ranked.clear()  # a new respondent, or new groups: read the ranking again
 
     def free_respondents(self, group: str) -> list[Respondent]:
@@ -145,8 +157,8 @@ class SqlTenantView:
         if len(ranked.members) == RANKED and ranked.unchanged_free() < MIN_UNCHANGED:
             del self._ranked[group]
             ranked = self._ranking(group)
-        looked_at = [r for r in self._respondents.values() if r is not None]
-        pool = {r.respondent_id: r for r in ranked.members + looked_at}
+        looked_at = self._seen_in.get(group, {})
+        pool = {r.respondent_id: r for r in (*ranked.members, *looked_at.values())}
         return [
             r
             for r in pool.values()
@@ -178,7 +190,9 @@ class SqlTenantView:
             )
             members = list(self.session.scalars(query))
             for respondent in members:
-                self._respondents.setdefault(respondent.respondent_id, respondent)
+                if respondent.respondent_id not in self._respondents:
+                    self._respondents[respondent.respondent_id] = respondent
+                    self._seen(respondent)
             self._ranked[group] = _Ranking(members)
         return self._ranked[group]
 
@@ -197,7 +211,8 @@ class SqlTenantView:
     # groups' settings
     def group(self, group_id: str) -> Group | None:
         if group_id not in self._groups:
-            self._groups[group_id] = self.session.get(Group, (self.tenant, group_id))
+            with self.session.no_autoflush:  # as in conversation(): add_group caches
+                self._groups[group_id] = self.session.get(Group, (self.tenant, group_id))
         return self._groups[group_id]
 
     def add_group(self, group: Group) -> None:
@@ -233,7 +248,11 @@ class SqlTenantView:
     # conversations
     def conversation(self, conversation_id: str) -> Conversation | None:
         if conversation_id not in self._conversations:
-            found = self.session.get(Conversation, (self.tenant, conversation_id))
+            # No flush first: one added in this transaction is in the cache, one changed is
+            # in the identity map (no query), so the row read is what a flush would leave.
+            # A flush per lookup cost a third of a replay's time.
+            with self.session.no_autoflush:
+                found = self.session.get(Conversation, (self.tenant, conversation_id))
             self._conversations[conversation_id] = found
         return self._conversations[conversation_id]
 
