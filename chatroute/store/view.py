@@ -108,7 +108,7 @@ class SqlTenantView:
         """The tenant's queue entries or holds: most serving finds none, and skips a query."""
         if kind not in self._rows:
             query = select(func.count()).select_from(kind).where(kind.tenant == self.tenant)
-            self._rows[kind] = int(self.session.scalar(query) or 0)
+            self._rows[kind] = int(self._scalar(query, kind) or 0)
         return self._rows[kind]
 
     def settings(self) -> TenantSettings:
@@ -241,8 +241,10 @@ class SqlTenantView:
 
     def _rules_by_id(self) -> dict[str, Rule]:
         if self._rules is None:
-            rules = self.session.scalars(select(Rule).where(Rule.tenant == self.tenant))
-            self._rules = {rule.rule_id: rule for rule in rules}
+            # No flush first: rules change only through this cache, once loaded.
+            with self.session.no_autoflush:
+                rules = self.session.scalars(select(Rule).where(Rule.tenant == self.tenant))
+                self._rules = {rule.rule_id: rule for rule in rules}
         return self._rules
 
     # conversations
