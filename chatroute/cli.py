@@ -220,12 +220,12 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _prune(args: argparse.Namespace, settings: Settings) -> int:
-    from chatroute.retention import prune
+    from chatroute.store.retention import prune
 
     if args.days < 1:
         raise SystemExit("chatroute prune: keep at least a day (redeliveries must still be seen)")
     rt = bootstrap.build(settings, migrate=True)
-    pruned = prune(rt, rt.clock.now() - timedelta(days=args.days))
+    pruned = prune(rt.engine, rt.clock.now() - timedelta(days=args.days))
     print(json.dumps({"inbox_rows": pruned.inbox, "outbox_rows": pruned.outbox}))
     return 0
 

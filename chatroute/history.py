@@ -8,11 +8,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.bootstrap import Runtime
-from chatroute.store import inbox, tables
+from chatroute.store import inbox, reads
 from schemas.decisions import format_time
 
 MARKS = {
@@ -37,11 +34,9 @@ CODE_MARKS = {("conversation.unrouted", "wait_timeout"): "overflowed: no target 
 def timeline(rt: Runtime, tenant: str, conversation: str) -> list[dict[str, Any]]:
     """Events (applied or rejected), each followed by what it decided; timer decisions come
     before the first event later than them."""
-    with rt.sessions.begin() as session:
-        events = [_event(row) for row in session.execute(_events_query(tenant, conversation))]
-        decisions = [
-            _decision(row) for row in session.execute(_decisions_query(tenant, conversation))
-        ]
+    event_rows, decision_bodies = reads.conversation_record(rt.engine, tenant, conversation)
+    events = [_event(row) for row in event_rows]
+    decisions = [_decision(body) for body in decision_bodies]
     caused: dict[str, list[dict[str, Any]]] = {}
     timed: list[dict[str, Any]] = []
     for decision in decisions:
@@ -55,28 +50,6 @@ def timeline(rt: Runtime, tenant: str, conversation: str) -> list[dict[str, Any]
             entries.append(timed.pop(0))
         entries += [event, *caused.get(event["id"], [])]
     return entries + timed
-
-
-def _events_query(tenant: str, conversation: str) -> Any:
-    c = tables.inbox.c
-    return (
-        select(c.event_id, c.type, c.event_time, c.effective_at, c.body, c.state, c.reason)
-        .where(c.tenant == tenant, c.conversation_id == conversation, c.state != inbox.NEW)
-        .order_by(c.seq)
-    )
-
-
-def _decisions_query(tenant: str, conversation: str) -> Any:
-    c = tables.outbox.c
-    return (
-        select(c.body)
-        .where(
-            c.tenant == tenant,
-            c.conversation_id == conversation,
-            c.exchange == DECISIONS_EXCHANGE,
-        )
-        .order_by(c.seq)
-    )
 
 
 def _event(row: Any) -> dict[str, Any]:
@@ -95,8 +68,8 @@ def _event(row: Any) -> dict[str, Any]:
     return entry
 
 
-def _decision(row: Any) -> dict[str, Any]:
-    decision = json.loads(row.body)
+def _decision(body: str) -> dict[str, Any]:
+    decision = json.loads(body)
     entry = {
         "at": decision["time"],
         "kind": "decision",

@@ -14,14 +14,11 @@ from collections.abc import Iterator, Sequence
 from prometheus_client import Counter, start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.bootstrap import Runtime
-from chatroute.domain.model import TimerState
 from chatroute.errors import reason_kind
-from chatroute.health import lateness
-from chatroute.store import tables
+from chatroute.store import reads
 from chatroute.store.outbox import OutgoingMessage
 
 DECISIONS = Counter(
@@ -52,17 +49,8 @@ class EngineCollector(Collector):
         self.rt = rt
 
     def collect(self) -> Iterator[Metric]:
-        q, h, t = tables.queue_entries.c, tables.pending_holds.c, tables.timers.c
-        with self.rt.engine.connect() as connection:
-            queues = connection.execute(
-                select(q.tenant, q.group_id, func.count()).group_by(q.tenant, q.group_id)
-            ).all()
-            holds = connection.execute(select(h.tenant, func.count()).group_by(h.tenant)).all()
-            adjusted = connection.execute(
-                select(tables.tenants.c.tenant, tables.tenants.c.adjusted_events)
-            ).all()
-            armed = connection.scalar(select(func.count()).where(t.state == TimerState.ARMED))
-            late = lateness(connection, self.rt.clock.now())
+        state = reads.gauges(self.rt.engine, self.rt.clock.now())
+        queues, holds, adjusted, late = state.queues, state.holds, state.adjusted, state.late
         queue = GaugeMetricFamily(
             "chatroute_queue_length", "Conversations queued", labels=["tenant", "group"]
         )
@@ -82,7 +70,7 @@ class EngineCollector(Collector):
         for tenant, n in adjusted:
             moved.add_metric([tenant], n)
         yield moved
-        yield GaugeMetricFamily("chatroute_timers_pending", "Armed timers", value=armed or 0)
+        yield GaugeMetricFamily("chatroute_timers_pending", "Armed timers", value=state.armed)
         yield GaugeMetricFamily(
             "chatroute_timer_lag_seconds", "How late the most overdue timer is",
             value=late["timer_lag_s"],

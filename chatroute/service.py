@@ -1,4 +1,4 @@
-"""The engine's two transactions: taking events in, and applying a tenant's events.
+"""The engine's two steps: taking events in, and applying a tenant's events.
 
 Both are called by thin actors (``workers/``) and by ``chatroute replay``. Each commits the
 state change, the idempotency record and the decisions it causes together.
@@ -17,19 +17,17 @@ from datetime import datetime, timedelta
 from itertools import pairwise, takewhile
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session
 
 from chatroute import logs
 from chatroute.bootstrap import Runtime
 from chatroute.domain import lifecycle, timing
-from chatroute.domain.model import Decision, TenantSettings, Timer, TimerState
+from chatroute.domain.model import Decision, Timer, TimerState
 from chatroute.errors import InvalidEvent, Rejected, UnknownConversation, reason_kind
-from chatroute.store import attempts, inbox, outbox, tenants
+from chatroute.store import attempts, inbox, outbox, unit
 from chatroute.store.inbox import InboxRow
 from chatroute.store.kept import KeptBody, keep
-from chatroute.store.view import NOW, SqlTenantView
+from chatroute.store.view import SqlTenantView
 from schemas.decisions import make_decision
 from schemas.events import (
     DATA_MODELS,
@@ -146,8 +144,7 @@ def _set_aside(rt: Runtime, message: Incoming, error: Exception) -> set[str]:
     writer = DecisionWriter(now)
     reason = f"internal error ({type(error).__name__}); event set aside"
     writer.reject(UNKNOWN_TENANT, None, None, message.body, reason, now, origin=message.origin)
-    with rt.sessions.begin() as session:
-        outbox.add(session, writer.rows)
+    unit.decisions_alone(rt.sessions, writer.rows)
     return set()
 
 
@@ -155,15 +152,13 @@ def _ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
     now = rt.clock.now()
     writer = DecisionWriter(now)
     verdicts = [_verdict(message, now) for message in messages]
-    with rt.sessions.begin() as session:
+
+    def take(known: dict[tuple[str, str], inbox.StoredBody]) -> tuple[unit.Rows, unit.Rows]:
         # Only repeats come back, so only they pay for a body comparison.
-        known = inbox.bodies(session, [v.key for v in verdicts if v.key is not None])
         rows = [row for v in verdicts if (row := _take(v, known, writer, now)) is not None]
-        inbox.record(session, rows)
-        accepted = {str(r["tenant"]) for r in rows if r["state"] == inbox.NEW}
-        tenants.ensure(session, accepted)
-        outbox.add(session, writer.rows)
-    return accepted
+        return rows, writer.rows
+
+    return unit.intake(rt.sessions, [v.key for v in verdicts if v.key is not None], take)
 
 
 def _take(
@@ -312,32 +307,26 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
     attempts.settle(rt.engine)  # before this try counts: earlier tries' counts taken back
     run: _Run | None = None
     try:
-        with rt.sessions.begin() as session:
-            session.info[NOW] = now  # dates the changes the stats worker must count
-            settings = _lock_tenant(session, tenant)
-            if settings is None:
+        with unit.tenant_work(rt.sessions, tenant, now) as work:
+            if work is None:
                 return False
-            view = SqlTenantView(session, settings)
-            run = _Run(view, DecisionWriter(now), now, rt, final, careful=careful)
+            run = _Run(work, DecisionWriter(now), now, rt, final, careful=careful)
             try:
-                full, last_seq = _apply_pages(session, run, tenant, limit)
+                full, last_seq = _apply_pages(run, limit)
                 if not full:
                     run.fire_due(now)
             except _Pause:
                 full, last_seq = True, 0  # what is done commits; the rest in the next transaction
                 run.uncount_unreached()
-            _finish(session, run)
+            _finish(run)
     except Exception:
         if run is not None and run.tries is not None:
             run.tries.withdraw()  # this process lives on: the try ended nothing
         raise
-    if full:
-        return True
-    with rt.sessions.begin() as session:
-        return inbox.has_newer(session, tenant, last_seq)
+    return full or unit.has_newer(rt.sessions, tenant, last_seq)
 
 
-def _apply_pages(session: Session, run: _Run, tenant: str, limit: int) -> tuple[bool, int]:
+def _apply_pages(run: _Run, limit: int) -> tuple[bool, int]:
     """Apply the tenant's oldest ``limit`` unapplied rows. When every row of a full page
     waits for its conversation, read on past them: waiting events must not stall their
     tenant. Returns whether more may follow at once and the last seq read.
@@ -346,7 +335,7 @@ def _apply_pages(session: Session, run: _Run, tenant: str, limit: int) -> tuple[
     """
     after = 0
     while True:
-        rows = inbox.unapplied(session, tenant, limit, after)
+        rows = run.work.unapplied(limit, after)
         clean = rows if not run.counting else list(takewhile(lambda r: not r.attempts, rows))
         run.view.prefetch({row.conversation_id for row in clean if row.conversation_id})
         if run.tries is not None:
@@ -364,26 +353,14 @@ def _apply_pages(session: Session, run: _Run, tenant: str, limit: int) -> tuple[
             return True, after
 
 
-def _lock_tenant(session: Session, tenant: str) -> TenantSettings | None:
-    query = select(TenantSettings).where(TenantSettings.tenant == tenant)
-    if session.get_bind().dialect.name == "postgresql":
-        # Another worker applying this tenant holds the lock; it re-checks after committing.
-        query = query.with_for_update(skip_locked=True)
-    return session.scalars(query).first()
-
-
-def _finish(session: Session, run: _Run) -> None:
-    if run.counting:
-        attempts.forgive(session, [row.seq for rows in run.held.values() for row in rows])
-    inbox.mark_applied(session, run.applied, run.now, run.adjusted)
-    for seq, reason in run.rejected:
-        inbox.mark(session, seq, inbox.REJECTED, run.now, reason, run.adjusted.get(seq))
-    outbox.add(session, run.writer.rows)
+def _finish(run: _Run) -> None:
+    waited = [row.seq for rows in run.held.values() for row in rows] if run.counting else []
+    run.work.finish(run.applied, run.rejected, run.adjusted, waited, run.writer.rows, run.now)
 
 
 @dataclass
 class _Run:
-    view: SqlTenantView
+    work: unit.TenantWork
     writer: DecisionWriter
     now: datetime
     rt: Runtime
@@ -398,9 +375,11 @@ class _Run:
     fired: int = 0
     # Tries that end the worker are counted (PostgreSQL): what this try counted.
     tries: attempts.Tries | None = field(init=False)
+    view: SqlTenantView = field(init=False)
 
     def __post_init__(self) -> None:
-        counted = attempts.counted(self.view.session)
+        self.view = self.work.view
+        counted = self.work.counts_tries
         self.tries = attempts.Tries(self.rt.engine, self.view.tenant) if counted else None
 
     @property
@@ -608,7 +587,7 @@ class _Run:
             yield
             return
         try:
-            with self.view.session.begin_nested():
+            with self.work.savepoint():
                 yield
         except (Rejected, DBAPIError):
             raise

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from sqlalchemy import text
 
 from chatroute import amqp, cloudevents_amqp, logs, metrics, service
 from chatroute.amqp import (
@@ -33,7 +32,6 @@ log = logs.get("chatroute.gateway")
 
 # How long a batch may gather messages: the latency a batch adds, at most.
 BATCH_WINDOW_S = 0.005
-RELAY_LOCK_KEY = 0x63686174  # "chat": one relay at a time keeps decisions in commit order
 
 
 class Gateway:
@@ -180,42 +178,17 @@ def relay(rt: Runtime, publish: Publisher, stop: threading.Event) -> None:
     """Publish the outbox in commit order while this process holds the relay lock."""
     while not stop.is_set():
         try:
-            with rt.engine.connect() as connection:
-                try:
-                    if _hold_relay_lock(connection):
-                        _relay_while_leader(rt, connection, publish, stop)
-                    else:
-                        amqp.wait(stop, 1.0, publish.keep_alive)
-                finally:
-                    _release_relay_lock(connection)
+            with outbox.leading(rt.engine) as connection:
+                if connection is not None:
+                    _relay_while_leader(rt, connection, publish, stop)
+                else:
+                    amqp.wait(stop, 1.0, publish.keep_alive)
         except OUTAGES as error:
             log.warning("relay_reconnecting", **outage(error))
             amqp.wait(stop, 1.0, publish.keep_alive)
         except Exception:
             log.exception("relay_failed")
             amqp.wait(stop, 1.0, publish.keep_alive)
-
-
-def _release_relay_lock(connection: Any) -> None:
-    # A session lock would outlive this loop on a pooled connection and starve other relays;
-    # so would the listening, piling up notifications nobody reads.
-    if connection.dialect.name != "postgresql":
-        return
-    try:
-        connection.rollback()
-        connection.execute(text("SELECT pg_advisory_unlock_all()"))
-        connection.execute(text("UNLISTEN *"))
-        connection.commit()
-    except Exception:
-        connection.invalidate()
-
-
-def _hold_relay_lock(connection: Any) -> bool:
-    if connection.dialect.name != "postgresql":
-        return True
-    acquired = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK_KEY})
-    connection.commit()
-    return bool(acquired.scalar())
 
 
 def _relay_while_leader(

@@ -1,7 +1,7 @@
 """The sweeper: nudges tenants whose timers are due or whose events were left waiting, and
 has the stats worker count what changed.
 
-Timers are rows (``chatroute.store.tables.timers``); they fire inside the tenant's applying
+Timers are rows of the store (its ``timers`` table); they fire inside the tenant's applying
 transaction, so a nudge is only a hint and a duplicate nudge does nothing. Nothing waits in a
 dramatiq delay, so RabbitMQ's ``consumer_timeout`` never meets a long timer.
 """

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from chatroute.domain.contacts import (
     ContactOutcome,
@@ -139,8 +139,25 @@ def _overflow_rows(tenant: str, outcome: ConversationOutcome) -> list[dict[str, 
     ]
 
 
-def stale_tenants(session: Session) -> list[str]:
+def fold_all(sessions: sessionmaker[Session], tenant: str, limit: int = FOLD_LIMIT) -> int:
+    """Fold all of ``tenant``'s changed conversations, ``limit`` per transaction; returns how
+    many transactions it took."""
+    rounds = 1
+    while True:
+        with sessions.begin() as session:
+            more = fold(session, tenant, limit)
+        if not more:
+            return rounds
+        rounds += 1
+
+
+def stale_tenants(sessions: sessionmaker[Session]) -> list[str]:
     """Tenants with conversations changed since their checkpoint, or new commission terms."""
+    with sessions.begin() as session:
+        return _stale(session)
+
+
+def _stale(session: Session) -> list[str]:
     c = tables.stats_checkpoints.c
     folded = {
         tenant: (seq, terms)

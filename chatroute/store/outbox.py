@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,8 @@ from chatroute.amqp import DECISIONS_EXCHANGE, REJECTED_QUEUE
 from chatroute.store import tables
 from chatroute.store.inbox import insert_ignoring_duplicates
 from chatroute.store.kept import KeptBody
+
+RELAY_LOCK_KEY = 0x63686174  # "chat": one relay at a time keeps decisions in commit order
 
 # On PostgreSQL a transaction that adds rows notifies this channel (delivered at commit, once
 # per transaction), so the relay sleeps until there is work instead of polling.
@@ -159,3 +162,45 @@ def relay_once(
     with connection.begin():
         mark_sent(connection, [m.seq for m in messages], now)
     return len(messages)
+
+
+def relay_all(
+    engine: Engine, publish: Callable[[list[OutgoingMessage]], None], now: datetime
+) -> None:
+    """Publish every unsent row, in commit order (``chatroute replay``: nobody else relays)."""
+    with engine.connect() as connection:
+        while relay_once(connection, publish, now):
+            pass
+
+
+@contextmanager
+def leading(engine: Engine) -> Iterator[Connection | None]:
+    """A connection that holds the relay lock (one relay publishes at a time), or None while
+    another process holds it. The lock, and any listening, end with the block."""
+    with engine.connect() as connection:
+        try:
+            yield connection if _hold_relay_lock(connection) else None
+        finally:
+            _release_relay_lock(connection)
+
+
+def _release_relay_lock(connection: Connection) -> None:
+    # A session lock would outlive this loop on a pooled connection and starve other relays;
+    # so would the listening, piling up notifications nobody reads.
+    if connection.dialect.name != "postgresql":
+        return
+    try:
+        connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock_all()"))
+        connection.execute(text("UNLISTEN *"))
+        connection.commit()
+    except Exception:
+        connection.invalidate()
+
+
+def _hold_relay_lock(connection: Connection) -> bool:
+    if connection.dialect.name != "postgresql":
+        return True
+    acquired = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK_KEY})
+    connection.commit()
+    return bool(acquired.scalar())

@@ -203,7 +203,7 @@ class _Replayer:
             final = self.nudged.pop(tenant)
             while service.apply_tenant(self.rt, tenant, final=final):
                 pass
-        _relay_all(self.rt, self.sink)
+        outbox.relay_all(self.rt.engine, self.sink, self.rt.clock.now())
 
     def finish(self, until: datetime | None) -> None:
         self._flush()
@@ -247,9 +247,3 @@ class _StdoutSink:
                 continue
             self.out.write(message.body.decode() + "\n")
         self.out.flush()
-
-
-def _relay_all(rt: Runtime, sink: _StdoutSink) -> None:
-    with rt.engine.connect() as connection:
-        while outbox.relay_once(connection, sink, rt.clock.now()):
-            pass

@@ -291,8 +291,7 @@ def _backlog(rt: bootstrap.Runtime) -> tuple[int, int, int, int, int]:
         unsent = connection.scalar(select(func.count()).where(o.sent_at.is_(None)))
         overdue = connection.scalar(select(func.count()).where(t.state == "armed", t.due <= now))
         decided = connection.scalar(select(func.count()).where(o.exchange == DECISIONS_EXCHANGE))
-    with rt.sessions() as session:
-        stale = len(figures.stale_tenants(session))
+    stale = len(figures.stale_tenants(rt.sessions))
     return int(new or 0), int(unsent or 0), int(overdue or 0), stale, int(decided or 0)
 
 

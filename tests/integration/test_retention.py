@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 
 from chatroute import bootstrap
-from chatroute.retention import prune
 from chatroute.settings import Settings
 from chatroute.stats import rows
 from chatroute.store import tables
+from chatroute.store.retention import prune
 from chatroute.tools.replay import replay
 from tests.builders import START, Events, jsonl
 from tests.integration.test_cli import chatroute
@@ -45,7 +45,7 @@ def test_prune_keeps_what_is_recent_unfinished_or_state(tmp_path: Path) -> None:
     figures = rows(rt)
     inbox_before, outbox_before = count(rt, tables.inbox), count(rt, tables.outbox)
 
-    pruned = prune(rt, START + timedelta(days=1))
+    pruned = prune(rt.engine, START + timedelta(days=1))
 
     assert pruned.inbox == old  # the first day's events, applied
     assert count(rt, tables.inbox) == inbox_before - old

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import Engine, delete
 
-from chatroute.bootstrap import Runtime
 from chatroute.store import inbox, tables
 
 
@@ -25,13 +24,13 @@ class Pruned:
     outbox: int
 
 
-def prune(rt: Runtime, before: datetime) -> Pruned:
+def prune(engine: Engine, before: datetime) -> Pruned:
     """Delete what is done with and older than ``before``; one transaction per table."""
     i, o = tables.inbox.c, tables.outbox.c
-    with rt.engine.begin() as connection:
+    with engine.begin() as connection:
         done = i.state.in_([inbox.APPLIED, inbox.REJECTED])
         events = connection.execute(delete(tables.inbox).where(done, i.applied_at < before))
-    with rt.engine.begin() as connection:
+    with engine.begin() as connection:
         sent = connection.execute(
             delete(tables.outbox).where(o.sent_at.is_not(None), o.sent_at < before)
         )

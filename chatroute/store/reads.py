@@ -1,0 +1,127 @@
+"""Read-only questions the command line and the probes ask, each in a transaction of its own:
+a conversation's record (``chatroute history``), how late the work is (health), and the state
+gauges (metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, func, select, text
+
+from chatroute.amqp import DECISIONS_EXCHANGE
+from chatroute.domain.model import TimerState
+from chatroute.store import db, inbox, tables
+
+
+def conversation_record(
+    engine: Engine, tenant: str, conversation: str
+) -> tuple[Sequence[Row[Any]], list[str]]:
+    """The conversation's events taken (applied or rejected) in arrival order, and the bodies
+    of its decisions in commit order, read together."""
+    i, o = tables.inbox.c, tables.outbox.c
+    events = (
+        select(i.event_id, i.type, i.event_time, i.effective_at, i.body, i.state, i.reason)
+        .where(i.tenant == tenant, i.conversation_id == conversation, i.state != inbox.NEW)
+        .order_by(i.seq)
+    )
+    decisions = (
+        select(o.body)
+        .where(
+            o.tenant == tenant,
+            o.conversation_id == conversation,
+            o.exchange == DECISIONS_EXCHANGE,
+        )
+        .order_by(o.seq)
+    )
+    with engine.begin() as connection:
+        return connection.execute(events).all(), list(connection.scalars(decisions))
+
+
+def database_figures(url: str, now: datetime) -> dict[str, Any]:
+    """Whether the database at ``url`` answers, and if so how late the work is."""
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            return {"database": True, **lateness(connection, now)}
+    except Exception as error:  # any failure to answer is the finding
+        return {"database": False, "database_error": type(error).__name__}
+    finally:
+        engine.dispose()
+
+
+def lateness(connection: Connection, now: datetime) -> dict[str, float]:
+    """How late each kind of work is, in seconds, and how many decisions wait to be sent."""
+    t, o, i = tables.timers.c, tables.outbox.c, tables.inbox.c
+    due = connection.scalar(select(func.min(t.due)).where(t.state == TimerState.ARMED))
+    unsent = connection.scalar(select(func.min(o.created_at)).where(o.sent_at.is_(None)))
+    unapplied = connection.scalar(select(func.min(i.received_at)).where(i.state == inbox.NEW))
+    backlog = connection.scalar(select(func.count()).where(o.sent_at.is_(None)))
+    return {
+        "timer_lag_s": _seconds_since(due, now),
+        "oldest_unsent_s": _seconds_since(unsent, now),
+        "oldest_unapplied_s": _seconds_since(unapplied, now),
+        "stats_lag_s": _seconds_since(connection.scalar(_oldest_uncounted_change()), now),
+        "outbox_backlog": float(backlog or 0),
+    }
+
+
+def _oldest_uncounted_change() -> Any:
+    """When the oldest change the stats worker has not folded yet happened (None: none).
+
+    Per tenant, the conversations above its checkpoint, read through the index on (tenant,
+    stats_seq): a healthy engine has only a few. A conversation changed again since is dated
+    by its last change, so a worker that is down shows late as soon as changes stop coming.
+    """
+    c, k, tenants = tables.conversations.c, tables.stats_checkpoints.c, tables.tenants.c
+    # Correlated by hand: nested two deep, it would otherwise read every tenant's checkpoint
+    # (PostgreSQL refuses the many rows; SQLite quietly takes the first one).
+    folded = (
+        select(k.seq).where(k.tenant == tenants.tenant).correlate(tables.tenants).scalar_subquery()
+    )
+    oldest = (
+        select(func.min(c.stats_changed_at))
+        .where(c.tenant == tenants.tenant, c.stats_seq > func.coalesce(folded, -1))
+        .scalar_subquery()
+    )
+    return select(func.min(oldest)).select_from(tables.tenants)
+
+
+def _seconds_since(moment: datetime | None, now: datetime) -> float:
+    """How long ago ``moment`` was (0 when it is in the future or there is none)."""
+    return 0.0 if moment is None else max(0.0, (now - moment).total_seconds())
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """The engine's state, as the metrics endpoint shows it at each scrape."""
+
+    queues: list[tuple[str, str, int]]  # tenant, group, conversations queued
+    holds: list[tuple[str, int]]  # tenant, pending holds
+    adjusted: list[tuple[str, int]]  # tenant, events applied at another time than their own
+    armed: int  # timers
+    late: dict[str, float]  # ``lateness``
+
+
+def gauges(engine: Engine, now: datetime) -> Gauges:
+    q, h, t = tables.queue_entries.c, tables.pending_holds.c, tables.timers.c
+    with engine.connect() as connection:
+        queues = connection.execute(
+            select(q.tenant, q.group_id, func.count()).group_by(q.tenant, q.group_id)
+        ).all()
+        holds = connection.execute(select(h.tenant, func.count()).group_by(h.tenant)).all()
+        adjusted = connection.execute(
+            select(tables.tenants.c.tenant, tables.tenants.c.adjusted_events)
+        ).all()
+        armed = connection.scalar(select(func.count()).where(t.state == TimerState.ARMED))
+        late = lateness(connection, now)
+    return Gauges(
+        queues=[(tenant, group, int(n)) for tenant, group, n in queues],
+        holds=[(tenant, int(n)) for tenant, n in holds],
+        adjusted=[(tenant, int(n)) for tenant, n in adjusted],
+        armed=int(armed or 0),
+        late=late,
+    )
