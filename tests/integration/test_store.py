@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from chatroute import bootstrap, service
 from chatroute.clock import VirtualClock
 from chatroute.settings import Settings
-from chatroute.store import attempts, inbox, outbox, tables
+from chatroute.store import attempts, inbox, outbox, tables, unit
 from chatroute.store.outbox import OutgoingMessage
 from tests.builders import START, Events, rfc3339
 
@@ -164,8 +164,8 @@ def test_apply_is_idempotent_and_skips_a_tenant_another_worker_holds(
     shop.start("c1")
     service.ingest(rt, incoming(*shop.lines))
     if db_url.startswith("postgresql"):
-        with rt.sessions.begin() as holder:
-            assert service._lock_tenant(holder, "shop-1") is not None
+        with unit.tenant_work(rt.sessions, "shop-1", rt.clock.now()) as holder:
+            assert holder is not None
             assert service.apply_tenant(rt, "shop-1") is False  # skipped, not blocked
     service.apply_tenant(rt, "shop-1")
     service.apply_tenant(rt, "shop-1")
