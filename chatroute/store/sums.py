@@ -56,9 +56,7 @@ def _key(table: Any, by: str) -> Any:
     return table.c.group_id if by == "group" else table.c.day
 
 
-def _contact_sums(
-    connection: Any, by: str, window: Window
-) -> dict[tuple[str, str | None], dict[str, Any]]:
+def _contact_sums(connection: Any, by: str, window: Window) -> Sums:
     f = tables.contact_figures
     key = _key(f, by)
     query = (
@@ -104,9 +102,7 @@ def _contact_sums(
     return sums
 
 
-def _conversation_sums(
-    connection: Any, by: str, window: Window
-) -> dict[tuple[str, str | None], dict[str, Any]]:
+def _conversation_sums(connection: Any, by: str, window: Window) -> Sums:
     v = tables.conversation_figures
     key = _key(v, by)
     query = (
@@ -114,7 +110,7 @@ def _conversation_sums(
         .where(*window.where(v))
         .group_by(v.c.tenant, key)
     )
-    sums: dict[tuple[str, str | None], dict[str, Any]] = {
+    sums: Sums = {
         (tenant, k): {"conversations": int(n), "queued": int(queued), "unrouted": int(unrouted)}
         for tenant, k, n, queued, unrouted in connection.execute(query)
     }
@@ -125,7 +121,7 @@ def _conversation_sums(
     )
     for tenant, k, code, n in connection.execute(query):
         sums[(tenant, k)][f"unrouted_{code}"] = int(n)
-    waits: dict[tuple[str, str | None], list[float]] = defaultdict(list)
+    waits: dict[Key, list[float]] = defaultdict(list)
     query = select(v.c.tenant, key, v.c.wait_s).where(*window.where(v), v.c.wait_s.is_not(None))
     for tenant, k, wait in connection.execute(query):
         waits[(tenant, k)].append(float(wait))
@@ -136,13 +132,11 @@ def _conversation_sums(
     return sums
 
 
-def _overflow_sums(
-    connection: Any, by: str, window: Window
-) -> dict[tuple[str, str | None], dict[str, int]]:
+def _overflow_sums(connection: Any, by: str, window: Window) -> dict[Key, dict[str, int]]:
     """Overflow moves out of each group (``wait_timeout`` ones too) and into each group; by
     day, all the moves and those that reached a group, of conversations started that day."""
     o = tables.overflow_figures
-    sums: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
+    sums: dict[Key, dict[str, int]] = defaultdict(dict)
     sides = (("overflowed_out", o.c.from_group), ("overflowed_in", o.c.to_group))
     for name, group in sides:
         key = group if by == "group" else o.c.day
@@ -178,7 +172,7 @@ def transfers(engine: Engine, window: Window) -> dict[tuple[str, str], int]:
         return {(source, target): int(n) for source, target, n in connection.execute(query)}
 
 
-def _known_respondents(connection: Any, window: Window) -> set[tuple[str, str | None]]:
+def _known_respondents(connection: Any, window: Window) -> set[Key]:
     r = tables.respondents.c
     query = select(r.tenant, r.respondent_id)
     if window.tenant is not None:
