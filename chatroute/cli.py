@@ -250,16 +250,16 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from workers import broker
 
     broker.install(settings)
-    from workers import gateway, routing
+    from workers import gateway, relay, routing
 
     rt = bootstrap.install(bootstrap.build(settings, migrate=True, wait_s=STARTUP_WAIT_S))
     _serve_metrics(rt, settings)
-    publisher = gateway.AmqpPublisher(amqp_url)
-    relay = threading.Thread(target=gateway.relay, args=(rt, publisher, args.stop), daemon=True)
-    relay.start()
+    publisher = relay.AmqpPublisher(amqp_url)
+    relaying = threading.Thread(target=relay.relay, args=(rt, publisher, args.stop), daemon=True)
+    relaying.start()
     nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
     gateway.Gateway(rt, amqp_url, nudge).run(args.stop)
-    relay.join(timeout=5)
+    relaying.join(timeout=5)
     return 0
 
 

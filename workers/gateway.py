@@ -1,4 +1,5 @@
-"""The gateway: AMQP in (validate, record in the inbox, nudge, then ack) and the outbox relay.
+"""The gateway: AMQP in (validate, record in the inbox, nudge, then ack). The gateway process
+also runs the outbox relay (``workers.relay``) in a thread.
 
 ``chat.gateway`` has a single active consumer: events are recorded in exactly the order they
 reached ``chat.events``; other gateway processes stand by and take over on failure.
@@ -10,22 +11,17 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from chatroute import amqp, cloudevents_amqp, logs, metrics, service
+from chatroute import amqp, cloudevents_amqp, logs, service
 from chatroute.amqp import (
-    DECISIONS_EXCHANGE,
-    EVENT_CONTENT_TYPE,
     GATEWAY_QUEUE,
     connect,
     declare_topology,
 )
 from chatroute.bootstrap import Runtime
-from chatroute.store import outbox
-from chatroute.store.outbox import OutgoingMessage
 from workers.broker import OUTAGES, keep_alive, outage
 
 log = logs.get("chatroute.gateway")
@@ -95,113 +91,3 @@ class Gateway:
 def _keep_nudges_alive() -> None:
     """The gateway nudges through dramatiq's connection of this thread, idle between events."""
     keep_alive("gateway")
-
-
-class Publisher(Protocol):
-    """What the relay publishes with: a batch at a time, and ``keep_alive`` called at least
-    every ``amqp.KEEP_ALIVE_S`` while the relay waits."""
-
-    def __call__(self, messages: list[OutgoingMessage]) -> None: ...
-
-    def keep_alive(self) -> None: ...
-
-
-class AmqpPublisher:
-    """Publishes a batch of outbox messages in one AMQP transaction; returns once committed.
-
-    RabbitMQ answers ``tx.commit`` once every message of the batch is routed and, being
-    persistent, written to its durable queues: the guarantee of publisher confirms, for one
-    round trip per batch instead of one per message.
-    """
-
-    def __init__(self, amqp_url: str) -> None:
-        self.amqp_url = amqp_url
-        self._connection: pika.BlockingConnection | None = None
-        self._channel: BlockingChannel | None = None
-
-    def _ensure_channel(self) -> BlockingChannel:
-        if self._channel is None or not self._channel.is_open:
-            self.close()  # a channel the broker closed may leave its connection open
-            self._connection = connect(self.amqp_url)
-            self._channel = self._connection.channel()
-            declare_topology(self._channel)
-            self._channel.tx_select()
-        return self._channel
-
-    def __call__(self, messages: list[OutgoingMessage]) -> None:
-        try:
-            self._publish(messages)
-        except OUTAGES:
-            # A half-done transaction must not be committed with the next batch: start afresh.
-            self.close()
-            raise
-        metrics.published(messages)
-
-    def keep_alive(self) -> None:
-        """Send and answer heartbeats between batches, else RabbitMQ closes the connection
-        once the outbox stayed empty for a heartbeat timeout, and the next batch waits for a
-        reconnection. A connection the broker closed is logged and made anew by that batch."""
-        if self._connection is None:
-            return
-        try:
-            self._connection.process_data_events(time_limit=0)
-        except OUTAGES as error:
-            log.warning("amqp_connection_lost", role="relay", **outage(error))
-            self.close()
-
-    def _publish(self, messages: list[OutgoingMessage]) -> None:
-        channel = self._ensure_channel()
-        for message in messages:
-            channel.basic_publish(
-                exchange=message.exchange,
-                routing_key=message.routing_key,
-                body=message.body,
-                properties=pika.BasicProperties(
-                    content_type=EVENT_CONTENT_TYPE
-                    if message.exchange == DECISIONS_EXCHANGE
-                    else None,
-                    delivery_mode=pika.DeliveryMode.Persistent,
-                    message_id=message.decision_id,
-                    headers=message.headers,
-                ),
-            )
-        channel.tx_commit()
-
-    def close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            with contextlib.suppress(*OUTAGES):
-                connection.close()
-
-
-def relay(rt: Runtime, publish: Publisher, stop: threading.Event) -> None:
-    """Publish the outbox in commit order while this process holds the relay lock."""
-    while not stop.is_set():
-        try:
-            with outbox.leading(rt.engine) as connection:
-                if connection is not None:
-                    _relay_while_leader(rt, connection, publish, stop)
-                else:
-                    amqp.wait(stop, 1.0, publish.keep_alive)
-        except OUTAGES as error:
-            log.warning("relay_reconnecting", **outage(error))
-            amqp.wait(stop, 1.0, publish.keep_alive)
-        except Exception:
-            log.exception("relay_failed")
-            amqp.wait(stop, 1.0, publish.keep_alive)
-
-
-def _relay_while_leader(
-    rt: Runtime,
-    connection: Any,
-    publish: Publisher,
-    stop: threading.Event,
-) -> None:
-    log.info("relay_leading")
-    wait = outbox.waiter(connection, rt.settings.relay_interval_s)
-    while not stop.is_set():
-        if outbox.relay_once(connection, publish, rt.clock.now()) == 0:
-            # A notification ends the wait at once; a quiet outbox ends it every 0.5 s at
-            # most (outbox.IDLE_LOOK_S), often enough for the publisher's heartbeats.
-            publish.keep_alive()
-            wait()

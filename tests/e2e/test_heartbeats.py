@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from chatroute import amqp, logs
 from tests.builders import Events
 from tests.e2e.harness import DecisionLog, Pipeline, lines, rabbitmqctl, wait_until
-from workers import broker, gateway
+from workers import broker, relay
 
 pytestmark = pytest.mark.services
 
@@ -94,14 +94,14 @@ def test_a_connection_the_broker_closes_is_logged_with_its_role(
     vhost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the relay's publisher and a gateway's nudging connection (dramatiq's), both idle
-    publisher = gateway.AmqpPublisher(vhost.url)
+    publisher = relay.AmqpPublisher(vhost.url)
     publisher([])
     nudging = RabbitmqBroker(url=vhost.url)
     monkeypatch.setattr(broker, "_installed", nudging)
     assert nudging.connection.is_open
     # Loggers no earlier test used (and structlog cached): capture_logs sees what they log
     monkeypatch.setattr(broker, "log", logs.get("chatroute.broker"))
-    monkeypatch.setattr(gateway, "log", logs.get("chatroute.gateway"))
+    monkeypatch.setattr(relay, "log", logs.get("chatroute.relay"))
     # When RabbitMQ closes them, as it does those that missed their heartbeats
     for pid in connections(vhost.name, "pid").values():
         rabbitmqctl("close_connection", pid, "missed heartbeats, say")
