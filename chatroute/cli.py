@@ -8,16 +8,13 @@ import functools
 import json
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from chatroute import bootstrap, logs, nudges
+from chatroute import bootstrap, logs
 from chatroute.errors import SettingsError
 from chatroute.health import ROLES
 from chatroute.settings import DEPLOYED_COMMANDS, Settings
@@ -38,9 +35,20 @@ DESCRIPTION = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None, processes: Mapping[str, Command] | None = None) -> int:
+    """Run the command ``argv`` names. The long-running processes (``SERVICES``) are
+    ``processes``' to run: ``workers.cli``, the console script, hands them in, as only the
+    workers' side may import the workers."""
     parser = _parser()
     args = parser.parse_args(argv)
+    command = args.run or (processes or {}).get(args.command)
+    if command is None:
+        print(f"chatroute {args.command}: run it with the chatroute command (workers.cli)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         settings = _settings(args)
     except SettingsError as error:
@@ -50,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in SERVICES:
         # From the very start: a stop asked for while the process starts up is a clean one too.
         args.stop = _stop_on_signals()
-    run = functools.partial(args.run, args, settings)
+    run = functools.partial(command, args, settings)
     return logs.lifetime(args.command, run) if args.command in PROCESSES else int(run())
 
 
@@ -61,7 +69,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "amqp", None):
         settings = settings.with_(amqp_url=args.amqp)
     if args.command in NEEDS_BROKER:
-        _require_amqp(settings, args.command)
+        require_amqp(settings, args.command)
     if args.command in DEPLOYED_COMMANDS:
         settings.require_database(args.command)
     return settings
@@ -75,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
-    replay = sub.add_parser("replay", help="run events through the workers on a virtual clock")
+    replay = sub.add_parser("replay", help="run events through the engine on a virtual clock")
     replay.add_argument("events", type=Path, help="a JSON-lines file of events")
     replay.add_argument("--db", help="database URL (default $CHATROUTE_DATABASE_URL)")
     replay.add_argument("--until", type=_time, help="fire timers due by this time at the end")
@@ -119,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway = sub.add_parser("gateway", help="consume chat.events and relay decisions")
     gateway.add_argument("--db")
     _amqp_option(gateway)
-    gateway.set_defaults(run=_gateway)
+    gateway.set_defaults(run=None)  # a process of a deployment: workers.cli runs it
 
     publish = sub.add_parser("publish", help="publish a JSON-lines file of events")
     publish.add_argument("events", type=Path, help="a JSON-lines file of events")
@@ -132,12 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--queues", nargs="+", help="only these queues (chatroute.routing, chatroute.stats)"
     )
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=None)  # a process of a deployment: workers.cli runs it
 
     sweeper = sub.add_parser("sweeper", help="nudge tenants with due timers or waiting events")
     sweeper.add_argument("--db")
     _amqp_option(sweeper)
-    sweeper.set_defaults(run=_sweeper)
+    sweeper.set_defaults(run=None)  # a process of a deployment: workers.cli runs it
 
     health = sub.add_parser("health", help="exit 0 when a kind of process is ready (or --live)")
     health.add_argument("--role", choices=ROLES, default="worker")
@@ -230,14 +238,7 @@ def _prune(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve_metrics(rt: bootstrap.Runtime, settings: Settings) -> None:
-    if settings.metrics_port is not None:
-        from chatroute import metrics
-
-        metrics.serve(rt, settings.metrics_port)
-
-
-def _require_amqp(settings: Settings, command: str) -> str:
+def require_amqp(settings: Settings, command: str) -> str:
     if not settings.amqp_url:
         raise SettingsError(
             f"chatroute {command}: set --amqp, CHATROUTE_AMQP_URL or CHATROUTE_AMQP_URL_FILE"
@@ -245,93 +246,11 @@ def _require_amqp(settings: Settings, command: str) -> str:
     return settings.amqp_url
 
 
-def _gateway(args: argparse.Namespace, settings: Settings) -> int:
-    amqp_url = _require_amqp(settings, "gateway")
-    from workers import broker
-
-    broker.install(settings)
-    from workers import gateway, relay, routing
-
-    rt = bootstrap.install(bootstrap.build(settings, migrate=True, wait_s=STARTUP_WAIT_S))
-    _serve_metrics(rt, settings)
-    publisher = relay.AmqpPublisher(amqp_url)
-    relaying = threading.Thread(target=relay.relay, args=(rt, publisher, args.stop), daemon=True)
-    relaying.start()
-    nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
-    gateway.Gateway(rt, amqp_url, nudge).run(args.stop)
-    relaying.join(timeout=5)
-    return 0
-
-
-def _sweeper(args: argparse.Namespace, settings: Settings) -> int:
-    from workers import broker
-
-    broker.install(settings)
-    from workers import routing, stats, timers
-
-    rt = bootstrap.install(bootstrap.build(settings, wait_s=STARTUP_WAIT_S))
-    _serve_metrics(rt, settings)
-    nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
-    nudge_stats = nudges.coalesced(rt.claims, broker.STATS_QUEUE, stats.fold_tenant.send)
-    timers.run(rt, nudge, nudge_stats, args.stop)
-    return 0
-
-
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from chatroute.publish import publish_file
 
-    count = publish_file(args.events, _require_amqp(settings, "publish"))
+    count = publish_file(args.events, require_amqp(settings, "publish"))
     print(f"published {count} events to chat.events", file=sys.stderr)
-    return 0
-
-
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``dramatiq workers.main``; it stops every process when one dies, so restart it.
-    ``workers.run_dramatiq`` is dramatiq's command line with the engine's JSON logs."""
-    command = [
-        sys.executable,
-        "-m",
-        "workers.run_dramatiq",
-        "workers.main",
-        "--processes",
-        str(args.processes),
-        "--threads",
-        str(args.threads),
-        *(["--queues", *args.queues] if args.queues else []),
-    ]
-    with _worker_metrics_folder(settings) as folder:
-        return _run_restarting(command, settings, folder, args.stop)
-
-
-@contextmanager
-def _worker_metrics_folder(settings: Settings) -> Iterator[Path | None]:
-    """Where the worker processes keep dramatiq's metrics; None when they are not served."""
-    if settings.worker_metrics_port is None:
-        yield None
-    elif settings.worker_metrics_dir:
-        yield Path(settings.worker_metrics_dir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="chatroute-worker-metrics-") as folder:
-            yield Path(folder)
-
-
-def _run_restarting(
-    command: list[str], settings: Settings, metrics: Path | None, stop: threading.Event
-) -> int:
-    from workers import broker
-
-    env = {**os.environ, **(broker.prometheus_env(settings, metrics) if metrics else {})}
-    while not stop.is_set():
-        if metrics:
-            broker.clear_prometheus_folder(metrics)
-        child = subprocess.Popen(command, env=env)
-        while child.poll() is None and not stop.wait(0.5):
-            pass
-        if stop.is_set():
-            child.send_signal(signal.SIGTERM)
-            return child.wait()
-        logs.get("chatroute.worker").warning("workers_restarting", exit_status=child.returncode)
-        stop.wait(1.0)
     return 0
 
 

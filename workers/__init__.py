@@ -7,6 +7,8 @@ store, publish; the decisions are ``chatroute.domain``'s and the transactions
 - ``stats``: ``fold_tenant``, keeps a tenant's statistics figures up to date.
 - ``timers``: the sweeper that nudges tenants with due timers, events left waiting or
   conversations not counted yet.
-- ``gateway``: AMQP in (validate, record, nudge, ack) and the outbox relay out.
+- ``gateway``: AMQP in (validate, record, nudge, ack).
+- ``relay``: the outbox relay out (loop, lock, publisher), a thread of the gateway process.
+- ``cli``: the ``chatroute`` console script: ``chatroute.cli`` plus the processes.
 - ``main``: what ``dramatiq`` loads in worker processes.
 """

@@ -131,7 +131,7 @@ class Pipeline:
         """Start ``chatroute *args`` as ``name``, in a session of its own (logs to name.log)."""
         log = (self.log_dir / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "chatroute.cli", *args],
+            [sys.executable, "-m", "workers.cli", *args],
             env=self.env,
             cwd=ROOT,
             stdout=log,
@@ -141,7 +141,7 @@ class Pipeline:
 
     def migrate(self) -> None:
         subprocess.run(
-            [sys.executable, "-m", "chatroute.cli", "migrate"],
+            [sys.executable, "-m", "workers.cli", "migrate"],
             env=self.env,
             check=True,
             capture_output=True,

@@ -160,7 +160,7 @@ def test_the_definitions_users_run_the_engine_and_nothing_else(
 
 def pipeline_health(pipeline: Pipeline) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "-m", "chatroute.cli", "health", "--role", "gateway"],
+        [sys.executable, "-m", "workers.cli", "health", "--role", "gateway"],
         env=pipeline.env,
         cwd=ROOT,
         capture_output=True,

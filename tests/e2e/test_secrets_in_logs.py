@@ -50,7 +50,7 @@ def run_for(seconds: float, *args: str, env: dict[str, str]) -> str:
     """stdout and stderr of ``chatroute args``, stopped after ``seconds`` if still running."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "CHATROUTE_LOG_LEVEL": "DEBUG", **env}
     child = subprocess.Popen(
-        [sys.executable, "-m", "chatroute.cli", *args],
+        [sys.executable, "-m", "workers.cli", *args],
         cwd=ROOT,
         env=full_env,
         stdout=subprocess.PIPE,

@@ -73,7 +73,7 @@ def test_amqps_verifies_the_server_and_presents_the_client_certificate(
 def chatroute(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     plain = {k: v for k, v in os.environ.items() if not k.startswith("CHATROUTE_")}
     return subprocess.run(
-        [sys.executable, "-m", "chatroute.cli", *args],
+        [sys.executable, "-m", "workers.cli", *args],
         env={**plain, "PYTHONPATH": str(ROOT), **env},
         cwd=ROOT,
         capture_output=True,

@@ -40,7 +40,7 @@ def chatroute(
         **(env or {}),
     }
     return subprocess.run(
-        [sys.executable, "-m", "chatroute.cli", *args],
+        [sys.executable, "-m", "workers.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

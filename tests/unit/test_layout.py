@@ -1,4 +1,5 @@
-"""The store is the only room that opens a transaction or reads a table (README, Layout)."""
+"""The arrows of the layout (README, Layout): the store is the only room that opens a
+transaction or reads a table, and ``chatroute/`` never imports ``workers/``."""
 
 from __future__ import annotations
 
@@ -31,3 +32,15 @@ def test_only_the_store_opens_transactions_or_imports_tables() -> None:
     ]
     # Then nothing is found
     assert outside and not found, "\n".join(found)
+
+
+def test_chatroute_never_imports_the_workers() -> None:
+    # Given the engine's modules, when they are searched for an import of the workers
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "chatroute").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.match(r"\s*(from workers\b|import workers\b)", line)
+    ]
+    # Then there is none: the workers import the engine, not the other way round
+    assert not found, "\n".join(found)
