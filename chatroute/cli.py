@@ -24,8 +24,6 @@ NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
 SERVICES = frozenset({"gateway", "worker", "sweeper"})
 # Each process of a deployment logs its start and its stop, with the command as its role.
 PROCESSES = SERVICES | {"migrate"}
-# A gateway or sweeper started while PostgreSQL restarts waits this long for it.
-STARTUP_WAIT_S = 60.0
 DESCRIPTION = (
     "chatroute routes the conversations of live-chat frontends: they publish what happens as "
     "CloudEvents to RabbitMQ, chatroute applies the distribution rules, runs the timers and "

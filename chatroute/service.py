@@ -375,12 +375,14 @@ class _Run:
     fired: int = 0
     # Tries that end the worker are counted (PostgreSQL): what this try counted.
     tries: attempts.Tries | None = field(init=False)
-    view: SqlTenantView = field(init=False)
 
     def __post_init__(self) -> None:
-        self.view = self.work.view
         counted = self.work.counts_tries
         self.tries = attempts.Tries(self.rt.engine, self.view.tenant) if counted else None
+
+    @property
+    def view(self) -> SqlTenantView:
+        return self.work.view
 
     @property
     def counting(self) -> bool:

@@ -17,8 +17,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from chatroute import bootstrap, cli, logs, metrics, nudges
+from chatroute import bootstrap, cli, logs, nudges
 from chatroute.settings import Settings
+
+# A gateway or sweeper started while PostgreSQL restarts waits this long for it.
+STARTUP_WAIT_S = 60.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve_metrics(rt: bootstrap.Runtime, settings: Settings) -> None:
     if settings.metrics_port is not None:
+        from chatroute import metrics  # prometheus_client: only for the processes that serve
+
         metrics.serve(rt, settings.metrics_port)
 
 
@@ -38,7 +43,7 @@ def gateway(args: argparse.Namespace, settings: Settings) -> int:
     from workers import gateway as intake
     from workers import relay, routing
 
-    rt = bootstrap.install(bootstrap.build(settings, migrate=True, wait_s=cli.STARTUP_WAIT_S))
+    rt = bootstrap.install(bootstrap.build(settings, migrate=True, wait_s=STARTUP_WAIT_S))
     _serve_metrics(rt, settings)
     publisher = relay.AmqpPublisher(amqp_url)
     relaying = threading.Thread(target=relay.relay, args=(rt, publisher, args.stop), daemon=True)
@@ -55,7 +60,7 @@ def sweeper(args: argparse.Namespace, settings: Settings) -> int:
     broker.install(settings)
     from workers import routing, stats, timers
 
-    rt = bootstrap.install(bootstrap.build(settings, wait_s=cli.STARTUP_WAIT_S))
+    rt = bootstrap.install(bootstrap.build(settings, wait_s=STARTUP_WAIT_S))
     _serve_metrics(rt, settings)
     nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)
     nudge_stats = nudges.coalesced(rt.claims, broker.STATS_QUEUE, stats.fold_tenant.send)

@@ -37,16 +37,14 @@ def due_tenants(engine: Engine, now: datetime, lookahead: timedelta) -> dict[str
 def next_due_elsewhere(engine: Engine, tenant: str) -> tuple[datetime | None, datetime | None]:
     """The earliest armed timer of another tenant than ``tenant``, and the reception time of
     the oldest event still unapplied (any tenant's)."""
-    t, i = tables.timers.c, tables.inbox.c
+    t = tables.timers.c
     with engine.connect() as connection:
         due = connection.scalar(
             select(func.min(t.due)).where(t.state == TimerState.ARMED, t.tenant != tenant)
         )
-        waiting = connection.scalar(select(func.min(i.received_at)).where(i.state == inbox.NEW))
-    return due, waiting
+        return due, inbox.oldest_unapplied(connection)
 
 
 def tenants_with_unapplied(engine: Engine) -> list[str]:
-    c = tables.inbox.c
     with engine.connect() as connection:
-        return list(connection.scalars(select(c.tenant).where(c.state == inbox.NEW).distinct()))
+        return inbox.tenants_waiting(connection)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, case, literal, select, text, update
+from sqlalchemy import Connection, Table, case, func, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -154,8 +154,18 @@ def mark_applied(
     session.execute(update(tables.inbox).where(c.seq.in_(seqs)).values(**values))
 
 
-def tenants_waiting(connection: Connection | Session, older_than: datetime) -> list[str]:
-    """Tenants with an event received before ``older_than`` and still unapplied."""
+def tenants_waiting(
+    connection: Connection | Session, older_than: datetime | None = None
+) -> list[str]:
+    """Tenants with an event still unapplied (received before ``older_than``, when given)."""
     c = tables.inbox.c
-    query = select(c.tenant).where(c.state == NEW, c.received_at <= older_than).distinct()
+    query = select(c.tenant).where(c.state == NEW).distinct()
+    if older_than is not None:
+        query = query.where(c.received_at <= older_than)
     return list(connection.scalars(query))
+
+
+def oldest_unapplied(connection: Connection | Session) -> datetime | None:
+    """When the oldest event still unapplied was received (None: there is none)."""
+    c = tables.inbox.c
+    return connection.scalar(select(func.min(c.received_at)).where(c.state == NEW))

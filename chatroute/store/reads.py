@@ -55,10 +55,10 @@ def database_figures(url: str, now: datetime) -> dict[str, Any]:
 
 def lateness(connection: Connection, now: datetime) -> dict[str, float]:
     """How late each kind of work is, in seconds, and how many decisions wait to be sent."""
-    t, o, i = tables.timers.c, tables.outbox.c, tables.inbox.c
+    t, o = tables.timers.c, tables.outbox.c
     due = connection.scalar(select(func.min(t.due)).where(t.state == TimerState.ARMED))
     unsent = connection.scalar(select(func.min(o.created_at)).where(o.sent_at.is_(None)))
-    unapplied = connection.scalar(select(func.min(i.received_at)).where(i.state == inbox.NEW))
+    unapplied = inbox.oldest_unapplied(connection)
     backlog = connection.scalar(select(func.count()).where(o.sent_at.is_(None)))
     return {
         "timer_lag_s": _seconds_since(due, now),
