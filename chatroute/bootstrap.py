@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +13,7 @@ from chatroute.clock import Clock, SystemClock
 from chatroute.settings import Settings
 from chatroute.store import db
 from chatroute.store.mapping import start_mappers
+from chatroute.store.unit import KeptViews
 from chatroute.store.view import stamp_stats_changes, sync_memberships
 
 
@@ -23,6 +24,8 @@ class Runtime:
     sessions: sessionmaker[Session]
     clock: Clock
     claims: nudges.Claims  # which tenants have a nudge on its way (Redis)
+    # Tenants' views kept between their applying transactions (the process's own).
+    kept: KeptViews = field(default_factory=KeptViews)
 
 
 _lock = threading.Lock()

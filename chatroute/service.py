@@ -307,7 +307,7 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
     attempts.settle(rt.engine)  # before this try counts: earlier tries' counts taken back
     run: _Run | None = None
     try:
-        with unit.tenant_work(rt.sessions, tenant, now) as work:
+        with unit.tenant_work(rt.sessions, tenant, now, rt.kept) as work:
             if work is None:
                 return False
             run = _Run(work, DecisionWriter(now), now, rt, final, careful=careful)
@@ -318,6 +318,7 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
             except _Pause:
                 full, last_seq = True, 0  # what is done commits; the rest in the next transaction
                 run.uncount_unreached()
+                work.keepable = False  # tries counted for later: the next reads them afresh
             _finish(run)
     except Exception:
         if run is not None and run.tries is not None:
@@ -354,6 +355,8 @@ def _apply_pages(run: _Run, limit: int) -> tuple[bool, int]:
 
 
 def _finish(run: _Run) -> None:
+    if run.careful:
+        run.work.keepable = False  # its savepoints may have left caches behind the rows
     waited = [row.seq for rows in run.held.values() for row in rows] if run.counting else []
     run.work.finish(run.applied, run.rejected, run.adjusted, waited, run.writer.rows, run.now)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, case, func, literal, select, text, update
+from sqlalchemy import Connection, Table, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -142,16 +142,18 @@ def mark(
 def mark_applied(
     session: Session, seqs: list[int], at: datetime, moved: Mapping[int, datetime]
 ) -> None:
-    """Mark ``seqs`` applied, in one statement with the effective times of those ``moved`` to
-    another time than their own (for ``chatroute history``)."""
+    """Mark ``seqs`` applied, and keep the effective times of those ``moved`` to another time
+    than their own (for ``chatroute history``). Two statements whatever the values: literal
+    times in one statement made a new statement, compiled again, for every batch."""
     if not seqs:
         return
     c = tables.inbox.c
-    values: dict[str, Any] = {"state": APPLIED, "applied_at": at}
-    kept = {seq: literal(moved[seq], tables.UTCDateTime()) for seq in seqs if seq in moved}
-    if kept:
-        values["effective_at"] = case(kept, value=c.seq, else_=c.effective_at)
+    values = {"state": APPLIED, "applied_at": at}
     session.execute(update(tables.inbox).where(c.seq.in_(seqs)).values(**values))
+    kept = [{"moved_seq": seq, "moved_at": moved[seq]} for seq in seqs if seq in moved]
+    if kept:
+        times = update(tables.inbox).where(c.seq == bindparam("moved_seq"))
+        session.connection().execute(times.values(effective_at=bindparam("moved_at")), kept)
 
 
 def tenants_waiting(

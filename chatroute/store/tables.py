@@ -89,6 +89,9 @@ tenants = Table(
     Column("pause_on_no_answer", Boolean, nullable=False, default=False, server_default=false()),
     Column("close_after_idle_s", Integer),
     Column("idle_since", UTCDateTime),
+    # Moved on by every applying transaction: a process that kept the tenant's state since its
+    # own last one uses it only while this is the version it wrote (store.unit.KeptViews).
+    Column("version", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 respondents = Table(

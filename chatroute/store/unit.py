@@ -9,17 +9,19 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatroute.domain.model import TenantSettings
-from chatroute.store import attempts, inbox, outbox, tenants
+from chatroute.store import attempts, inbox, outbox, tables, tenants
 from chatroute.store.inbox import InboxRow, StoredBody
 from chatroute.store.view import NOW, SqlTenantView
 
@@ -54,6 +56,9 @@ class TenantWork:
 
     session: Session
     view: SqlTenantView
+    # Whether the view may be kept for the tenant's next transaction in this process: not
+    # after a rollback to a savepoint, nor when tries were counted and left for later.
+    keepable: bool = True
 
     @property
     def tenant(self) -> str:
@@ -69,8 +74,12 @@ class TenantWork:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        with self.session.begin_nested():
-            yield
+        try:
+            with self.session.begin_nested():
+                yield
+        except BaseException:
+            self.keepable = False
+            raise
 
     def finish(
         self,
@@ -90,23 +99,106 @@ class TenantWork:
         outbox.add(self.session, decisions)
 
 
+@dataclass
+class KeptView:
+    session: Session
+    view: SqlTenantView  # at the tenant's version this process wrote last
+
+
+class KeptViews:
+    """Tenants' views (their sessions, identity maps and caches: rules, rankings, the
+    conversations looked at) kept by this process from one applying transaction of a tenant
+    to the next. The tenant's ``version``, read under its lock, fences them: a view is used
+    again only when no other process applied the tenant since, else it is read afresh.
+
+    Bounded: ``objects`` rows in all the views kept, ``tenants`` views (the least recently
+    used go first). Thread-safe: a view is taken out while in use."""
+
+    def __init__(self, objects: int = 100_000, tenants: int = 256) -> None:
+        self.objects, self.tenants = objects, tenants
+        self._kept: OrderedDict[str, tuple[KeptView, int]] = OrderedDict()
+        self._held = 0  # rows in the views kept
+        self._lock = threading.Lock()
+
+    def take(self, tenant: str) -> KeptView | None:
+        with self._lock:
+            kept, size = self._kept.pop(tenant, (None, 0))
+            self._held -= size
+            return kept
+
+    def keep(self, tenant: str, kept: KeptView) -> None:
+        size = len(kept.session.identity_map)
+        dropped = [kept] if size > self.objects else []
+        with self._lock:
+            if not dropped:
+                self._kept[tenant] = (kept, size)
+                self._held += size
+            while self._kept and (self._held > self.objects or len(self._kept) > self.tenants):
+                oldest, oldest_size = self._kept.popitem(last=False)[1]
+                self._held -= oldest_size
+                dropped.append(oldest)
+        for view in dropped:
+            view.session.close()
+
+
 @contextmanager
 def tenant_work(
-    sessions: sessionmaker[Session], tenant: str, now: datetime
+    sessions: sessionmaker[Session], tenant: str, now: datetime, kept: KeptViews | None = None
 ) -> Iterator[TenantWork | None]:
     """A transaction that holds ``tenant``'s lock; None when the tenant is unknown or another
-    worker holds the lock (it re-checks for new events after committing). Commits on exit."""
-    with sessions.begin() as session:
-        session.info[NOW] = now  # dates the changes the stats worker must count
-        settings = _lock(session, tenant)
-        yield None if settings is None else TenantWork(session, SqlTenantView(session, settings))
+    worker holds the lock (it re-checks for new events after committing). Commits on exit.
+    With ``kept``, the view of this process's previous transaction of the tenant is used
+    again when the tenant is still at the version it wrote."""
+    previous = kept.take(tenant) if kept is not None else None
+    session = previous.session if previous is not None else sessions()
+    work: TenantWork | None = None
+    try:
+        with session.begin():
+            session.info[NOW] = now  # dates the changes the stats worker must count
+            view = _locked_view(session, tenant, previous)
+            if view is not None:
+                work = TenantWork(session, view)
+                # In the UPDATE the tenant's row gets anyway (its effective time, counters).
+                setattr(view.settings(), "version", _version(view) + 1)  # noqa: B010
+            yield work
+    except BaseException:
+        session.close()
+        raise
+    if kept is not None and work is not None and work.keepable:
+        kept.keep(tenant, KeptView(session, work.view))
+    else:
+        session.close()
 
 
-def _lock(session: Session, tenant: str) -> TenantSettings | None:
-    query = select(TenantSettings).where(TenantSettings.tenant == tenant)
+def _locked_view(session: Session, tenant: str, previous: KeptView | None) -> SqlTenantView | None:
+    """Lock the tenant's row; its view (``previous`` when the tenant is at the version it
+    wrote), or None when the tenant is unknown or another worker holds its lock."""
+    if previous is None:
+        settings = session.scalars(_locking(session, select(TenantSettings), tenant)).first()
+        return None if settings is None else SqlTenantView(session, settings)
+    query = _locking(session, select(tables.tenants.c.version), tenant)
+    version = session.scalar(query)
+    if version is None:
+        return None
+    if version == _version(previous.view):
+        previous.view.next_transaction()
+        return previous.view
+    session.expire_all()  # another process applied the tenant since: all it holds may be stale
+    settings = session.get(TenantSettings, tenant)
+    assert settings is not None  # its row is locked
+    return SqlTenantView(session, settings)
+
+
+def _locking(session: Session, query: Select[Any], tenant: str) -> Select[Any]:
+    query = query.where(tables.tenants.c.tenant == tenant)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return session.scalars(query).first()
+    return query
+
+
+def _version(view: SqlTenantView) -> int:
+    """The tenant's version as the view has it (a column of the store, not of the domain)."""
+    return int(getattr(view.settings(), "version", None) or 0)
 
 
 def has_newer(sessions: sessionmaker[Session], tenant: str, seq: int) -> bool:

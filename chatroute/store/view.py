@@ -63,12 +63,16 @@ class _Ranking:
         self.members = members
         self.keys = [candidate_key(r) for r in members]
 
-    def unchanged_free(self) -> int:
-        return sum(
-            1
-            for r, key in zip(self.members, self.keys, strict=True)
-            if candidate_key(r) == key and r.status == AVAILABLE and r.load < r.slots
-        )
+    def holds(self) -> bool:
+        """Whether at least ``MIN_UNCHANGED`` members are still free and as they were read
+        (counted from the best: usually the first few tell, not all ``RANKED``)."""
+        unchanged = 0
+        for r, key in zip(self.members, self.keys, strict=True):
+            if r.status == AVAILABLE and r.load < r.slots and candidate_key(r) == key:
+                unchanged += 1
+                if unchanged == MIN_UNCHANGED:
+                    return True
+        return False
 
 
 class SqlTenantView:
@@ -82,8 +86,9 @@ class SqlTenantView:
 
     def forget(self) -> None:
         """Drop the caches, after a rollback to a savepoint made them stale."""
-        # Caches for one transaction (this view holds the tenant's lock, so nobody else
-        # writes these rows meanwhile): they spare a query per event on the hot path.
+        # Caches of what this view read or wrote (it holds the tenant's lock, so nobody else
+        # writes these rows meanwhile; store.unit.KeptViews keeps it for the tenant's next
+        # transaction only while no other process wrote): they spare queries per event.
         self._rules: dict[str, Rule] | None = None
         self._groups: dict[str, Group | None] = {}  # None: looked up, not declared
         self._contacts: dict[str, list[Contact]] = {}
@@ -103,6 +108,13 @@ class SqlTenantView:
         # respondent's groups change only through add_respondent): the candidates a routing
         # must see besides the ranking, without a walk over every respondent of the batch.
         self._seen_in: dict[str, dict[str, Respondent]] = {}
+
+    def next_transaction(self) -> None:
+        """This view serves the tenant's next transaction (no other wrote in between): what it
+        read stays true, except what ``free_respondents`` takes for unchanged since read."""
+        self._ranked.clear()
+        self._seen_in.clear()
+        self.lately_armed.clear()
 
     def _count(self, kind: type[QueueEntry | PendingHold]) -> int:
         """The tenant's queue entries or holds: most serving finds none, and skips a query."""
@@ -133,8 +145,9 @@ class SqlTenantView:
             with self.session.no_autoflush:  # as in conversation()
                 found = self.session.get(Respondent, (self.tenant, respondent_id))
             self._respondents[respondent_id] = found
-            self._seen(found)
-        return self._respondents[respondent_id]
+        found = self._respondents[respondent_id]
+        self._seen(found)  # looked at in this transaction, even when known from an earlier one
+        return found
 
     def _seen(self, respondent: Respondent | None) -> None:
         if respondent is not None:
@@ -154,7 +167,7 @@ class SqlTenantView:
         below at least ``MIN_UNCHANGED`` of those still as they were read, or the ranking is
         read again: so the three best (the most any choice needs) are always here."""
         ranked = self._ranking(group)
-        if len(ranked.members) == RANKED and ranked.unchanged_free() < MIN_UNCHANGED:
+        if len(ranked.members) == RANKED and not ranked.holds():
             del self._ranked[group]
             ranked = self._ranking(group)
         looked_at = self._seen_in.get(group, {})
@@ -522,7 +535,10 @@ class SqlTenantView:
         query = select(Timer).where(
             Timer.state == TimerState.ARMED, Timer.tenant == self.tenant, Timer.due <= upto
         )
-        due = list(self.session.scalars(query.order_by(Timer.due, Timer.timer_id)))
+        # Read afresh (after the autoflush): tries another process counted and never finished
+        # (store.attempts) show even on timers this process kept from its last transaction.
+        query = query.order_by(Timer.due, Timer.timer_id)
+        due = list(self.session.scalars(query.execution_options(populate_existing=True)))
         self.prefetch({timer.conversation_id for timer in due})
         self._next_due = UNKNOWN  # the caller fires these: ask again next time
         return due

@@ -34,13 +34,14 @@ GROUPS = ("g1", "g2")
 STATE = ("tenants", "respondents", "memberships", "rules", "groups", "conversations",
          "queue_entries", "pending_holds", "contacts", "timers", "stats_checkpoints",
          "contact_figures", "conversation_figures", "overflow_figures")  # fmt: skip
-# Columns that count or date the transactions writing a row, not what happened: interleaving
-# splits a tenant's lines into more transactions (replay applies a run of one tenant's lines
-# in one), so these differ without any tenant seeing another.
+# Columns that count or date the transactions writing a row, not what happened (a tenant's
+# version counts its applying transactions): interleaving splits a tenant's lines into more
+# transactions (replay applies a run of one tenant's lines in one), so these differ without
+# any tenant seeing another.
 PER_TRANSACTION = {
     "respondents": {"version"},
     "conversations": {"stats_seq", "stats_changed_at"},
-    "tenants": {"stats_counter"},
+    "tenants": {"stats_counter", "version"},
     "stats_checkpoints": {"seq"},
 }
 UNTIL = START + timedelta(days=3)
