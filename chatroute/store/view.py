@@ -54,6 +54,8 @@ _QUEUE_ORDER = (_Q.priority.desc(), _Q.joined_at, _Q.seq)
 # How many free members of a group a transaction reads, best first (see free_respondents).
 RANKED = 64
 MIN_UNCHANGED = 3
+# How many members of a group a view keeps as looked at (see next_transaction).
+LOOKED_AT = 2 * RANKED
 
 
 class _Ranking:
@@ -111,9 +113,13 @@ class SqlTenantView:
 
     def next_transaction(self) -> None:
         """This view serves the tenant's next transaction (no other wrote in between): what it
-        read stays true, except what ``free_respondents`` takes for unchanged since read."""
-        self._ranked.clear()
-        self._seen_in.clear()
+        read stays true. A group's ranking and the members looked at since it was read go
+        together (``free_respondents``): both are dropped, between transactions (no command
+        holds a respondent then), once so many were looked at that each choice would walk
+        them all."""
+        for group in [g for g, seen in self._seen_in.items() if len(seen) > LOOKED_AT]:
+            del self._seen_in[group]
+            self._ranked.pop(group, None)
         self.lately_armed.clear()
 
     def _count(self, kind: type[QueueEntry | PendingHold]) -> int:
@@ -146,7 +152,9 @@ class SqlTenantView:
                 found = self.session.get(Respondent, (self.tenant, respondent_id))
             self._respondents[respondent_id] = found
         found = self._respondents[respondent_id]
-        self._seen(found)  # looked at in this transaction, even when known from an earlier one
+        # On every call: a respondent known from before a group's ranking was dropped
+        # (next_transaction) is looked at again, and may change.
+        self._seen(found)
         return found
 
     def _seen(self, respondent: Respondent | None) -> None:
@@ -161,9 +169,9 @@ class SqlTenantView:
         self._ranked.clear()  # a new respondent, or new groups: read the ranking again
 
     def free_respondents(self, group: str) -> list[Respondent]:
-        """The free members that can be chosen, not all of them: every member this
-        transaction looked at (live), and the first ``RANKED`` of the group in choice order
-        as the database had them. A member of neither was not changed since, and ranks
+        """The free members that can be chosen, not all of them: every member this view
+        looked at (live) since the group's ranking was first read, and the first ``RANKED`` of
+        the group in choice order as the database had them. A member of neither was not changed since, and ranks
         below at least ``MIN_UNCHANGED`` of those still as they were read, or the ranking is
         read again: so the three best (the most any choice needs) are always here."""
         ranked = self._ranking(group)

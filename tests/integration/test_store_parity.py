@@ -33,6 +33,8 @@ from chatroute.domain.model import Decision, TenantSettings
 from chatroute.domain.ports import TenantView
 from chatroute.errors import Rejected
 from chatroute.settings import Settings
+from chatroute.store import unit
+from chatroute.store import view as view_module
 from chatroute.store.view import SqlTenantView
 from tests.unit.test_domain_properties import SETUP, STEPS, T0
 
@@ -98,6 +100,24 @@ def in_one_transaction(
         return steps_outcomes(lambda apply: apply(view), steps)
 
 
+def across_kept_transactions(
+    rt: bootstrap.Runtime, steps: list[tuple[int, Command, int | None]]
+) -> list[Outcome]:
+    """Each step in a transaction of its own, through the view the process keeps between a
+    tenant's transactions (``store.unit.KeptViews``): what it keeps must stay true."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    with rt.sessions.begin() as session:
+        session.add(TenantSettings(tenant))
+    kept = unit.KeptViews()
+
+    def run(apply: Callable[[TenantView], Outcome]) -> Outcome:
+        with unit.tenant_work(rt.sessions, tenant, T0, kept) as work:
+            assert work is not None
+            return apply(work.view)
+
+    return steps_outcomes(run, steps)
+
+
 @pytest.fixture
 def runtime(db_url: str) -> Iterator[bootstrap.Runtime]:
     rt = bootstrap.build(Settings(database_url=db_url), migrate=True)
@@ -121,6 +141,16 @@ def test_one_long_transaction_decides_as_the_memory_view(
     runtime: bootstrap.Runtime, steps: list
 ) -> None:
     assert in_one_transaction(runtime, steps) == in_memory(steps)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=STEPS)
+def test_a_view_kept_across_transactions_decides_as_the_memory_view(
+    runtime: bootstrap.Runtime, steps: list
+) -> None:
+    assert across_kept_transactions(runtime, steps) == in_memory(steps)
 
 
 def big_team_day(seed: int) -> tuple[list[Command], list[Command]]:
@@ -173,3 +203,31 @@ def test_a_group_larger_than_the_ranking_decides_as_the_memory_view(
     assert (
         sum(d.type == "conversation.assigned" for o in got if isinstance(o, list) for d in o) > 150
     )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_kept_view_of_a_group_larger_than_its_ranking_decides_as_the_memory_view(
+    runtime: bootstrap.Runtime, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rankings of 8 dropped with the members looked at past 12: read again in later
+    transactions of the kept view, as a group of thousands would be."""
+    monkeypatch.setattr(view_module, "RANKED", 8)
+    monkeypatch.setattr(view_module, "LOOKED_AT", 12)
+    setup, traffic = big_team_day(seed)
+    commands = setup + traffic
+    memory = InMemoryTenantView("t")
+    expected = [
+        outcome(lambda c=c, n=n: handle(memory, c, T0 + timedelta(seconds=n)))
+        for n, c in enumerate(commands)
+    ]
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    with runtime.sessions.begin() as session:
+        session.add(TenantSettings(tenant))
+    kept, sizes, got = unit.KeptViews(), random.Random(seed), []
+    while len(got) < len(commands):
+        with unit.tenant_work(runtime.sessions, tenant, T0, kept) as work:
+            assert work is not None
+            for n in range(len(got), min(len(commands), len(got) + sizes.randint(1, 12))):
+                when = T0 + timedelta(seconds=n)
+                got.append(outcome(lambda c=commands[n], t=when: handle(work.view, c, t)))
+    assert got == expected
