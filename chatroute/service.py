@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +31,7 @@ from chatroute.store.view import SqlTenantView
 from schemas.decisions import make_decision
 from schemas.events import (
     DATA_MODELS,
+    Event,
     best_effort_identity,
     canonical_json,
     parse_event,
@@ -59,6 +60,14 @@ class Incoming:
     origin: outbox.Origin | None = None
     # Why the edge found it cannot be an event (a binary-mode message only); checked first.
     reason: str | None = None
+    # The body as already parsed, by whoever read it first (``chatroute replay`` reads each
+    # line to group them): parsed once, not once per step.
+    event: Event | None = None
+
+
+# Events already parsed, by (tenant, id), each with the body it was parsed from: apply uses
+# one whose body is the inbox row's instead of parsing the row again.
+Parsed = Mapping[tuple[str, str], Incoming]
 
 
 @dataclass
@@ -224,7 +233,7 @@ def _verdict(message: Incoming, now: datetime) -> _Verdict:
         if message.reason is not None:
             raise InvalidEvent(message.reason)
         _check_content_type(message.content_type)
-        event = parse_event(message.body)
+        event = message.event if message.event is not None else parse_event(message.body)
     except InvalidEvent as error:
         return _rejected_verdict(message, error.reason, now)
     row = {
@@ -283,25 +292,28 @@ def _check_content_type(content_type: str | None) -> None:
 # ---------------------------------------------------------------- applying a tenant's events
 
 
-def apply_tenant(rt: Runtime, tenant: str, *, final: bool = False) -> bool:
+def apply_tenant(
+    rt: Runtime, tenant: str, *, final: bool = False, parsed: Parsed | None = None
+) -> bool:
     """Apply ``tenant``'s unapplied events in arrival order, under the tenant's lock.
 
     Returns True when more events may be waiting: a full batch was applied, or events
     arrived meanwhile. A nudge that found the tenant locked was dropped: the lock's holder
     checks for such events after committing, so none waits for the sweeper. ``final`` (end of
     a replay) rejects events still waiting for an unknown conversation instead of keeping them.
+    ``parsed``: events this process has parsed already (see ``Parsed``).
     """
     try:
-        return _apply_batch(rt, tenant, final, careful=False)
+        return _apply_batch(rt, tenant, final, parsed or {}, careful=False)
     except DBAPIError:
         raise  # the database's trouble: the actor retries the whole batch later
     except Exception:
         # A bug on some event or timer must not stall the tenant: find it and set it aside.
         log.exception("batch_failed", tenant=tenant)
-        return _apply_batch(rt, tenant, final, careful=True)
+        return _apply_batch(rt, tenant, final, parsed or {}, careful=True)
 
 
-def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> bool:
+def _apply_batch(rt: Runtime, tenant: str, final: bool, parsed: Parsed, *, careful: bool) -> bool:
     now = rt.clock.now()
     limit = rt.settings.batch_size
     attempts.settle(rt.engine)  # before this try counts: earlier tries' counts taken back
@@ -310,7 +322,7 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, *, careful: bool) -> boo
         with unit.tenant_work(rt.sessions, tenant, now, rt.kept) as work:
             if work is None:
                 return False
-            run = _Run(work, DecisionWriter(now), now, rt, final, careful=careful)
+            run = _Run(work, DecisionWriter(now), now, rt, final, parsed, careful=careful)
             try:
                 full, last_seq = _apply_pages(run, limit)
                 if not full:
@@ -368,6 +380,7 @@ class _Run:
     now: datetime
     rt: Runtime
     final: bool
+    parsed: Parsed
     careful: bool = False
     applied: list[int] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
@@ -460,7 +473,7 @@ class _Run:
         """Apply one event at its effective time ``moment``; False when it must wait for its
         conversation to start."""
         self._fault(row.event_id)
-        event = parse_event(row.body)
+        event = self._event(row)
         bound = {
             "tenant": row.tenant,
             "event_id": row.event_id,
@@ -485,6 +498,12 @@ class _Run:
             self.applied.append(row.seq)
             log.debug("event_applied", decisions=len(decisions), **bound)
         return True
+
+    def _event(self, row: InboxRow) -> Event:
+        known = self.parsed.get((row.tenant, row.event_id))
+        if known is not None and known.event is not None and known.body.decode() == row.body:
+            return known.event
+        return parse_event(row.body)
 
     def _fault(self, cause: str) -> None:
         if cause in self.rt.settings.fault_kill_on:

@@ -56,6 +56,8 @@ RANKED = 64
 MIN_UNCHANGED = 3
 # How many members of a group a view keeps as looked at (see next_transaction).
 LOOKED_AT = 2 * RANKED
+# Up to how many pending holds a view reads all of them at once.
+HOLDS_READ = 256
 
 
 class _Ranking:
@@ -95,11 +97,14 @@ class SqlTenantView:
         self._groups: dict[str, Group | None] = {}  # None: looked up, not declared
         self._contacts: dict[str, list[Contact]] = {}
         self._timers: dict[str, list[Timer]] = {}
+        # The earliest due time of the armed timers other than those last handed out as due.
         self._next_due: datetime | _Unknown | None = UNKNOWN
+        self._handed_due: list[Timer] = []
         # Timers armed since the caller last emptied it: firing a batch of due timers must
         # notice one armed by a firing that falls due before the rest of the batch.
         self.lately_armed: list[Timer] = []
         self._rows: dict[type[QueueEntry | PendingHold], int] = {}
+        self._holds: dict[str, PendingHold] | None = None  # all of them (_all_holds)
         # Members of each group looked at (free or not); conversations and respondents looked
         # up, None for those known not to exist. A pending (new) object is not in the session's
         # identity map: without these, looking at it again would flush and query.
@@ -171,9 +176,10 @@ class SqlTenantView:
     def free_respondents(self, group: str) -> list[Respondent]:
         """The free members that can be chosen, not all of them: every member this view
         looked at (live) since the group's ranking was first read, and the first ``RANKED`` of
-        the group in choice order as the database had them. A member of neither was not changed since, and ranks
-        below at least ``MIN_UNCHANGED`` of those still as they were read, or the ranking is
-        read again: so the three best (the most any choice needs) are always here."""
+        the group in choice order as the database had them. A member of neither was not
+        changed since, and ranks below at least ``MIN_UNCHANGED`` of those still as they were
+        read, or the ranking is read again: so the three best (the most any choice needs) are
+        always here."""
         ranked = self._ranking(group)
         if len(ranked.members) == RANKED and not ranked.holds():
             del self._ranked[group]
@@ -420,23 +426,35 @@ class SqlTenantView:
         )
         return int(self._scalar(select(func.count()).select_from(rows), QueueEntry) or 0)
 
-    # pending holds
+    # pending holds: few at any time (a hold waits for one respondent's next free slot), so
+    # all of them are read at once, up to HOLDS_READ, and looked up in memory after that
     def hold(self, conversation_id: str) -> PendingHold | None:
-        return self.session.get(PendingHold, (self.tenant, conversation_id))
+        holds = self._all_holds()
+        if holds is None:
+            return self.session.get(PendingHold, (self.tenant, conversation_id))
+        return holds.get(conversation_id)
 
     def add_hold(self, hold: PendingHold) -> None:
         # Counted before the change: the count's query flushes the session.
         self._rows[PendingHold] = self._count(PendingHold) + 1
         self.session.add(hold)
+        if self._holds is not None:
+            self._holds[hold.conversation_id] = hold
 
     def remove_hold(self, hold: PendingHold) -> None:
         # Counted before the change: the count's query flushes the session.
         self._rows[PendingHold] = self._count(PendingHold) - 1
         self._delete(hold)
+        if self._holds is not None:
+            del self._holds[hold.conversation_id]
 
     def oldest_hold(self, respondent_id: str) -> PendingHold | None:
         if self._count(PendingHold) == 0:
             return None
+        holds = self._all_holds()
+        if holds is not None:
+            own = [h for h in holds.values() if h.respondent == respondent_id]
+            return min(own, key=lambda h: h.seq, default=None)
         query = (
             select(PendingHold)
             .where(PendingHold.tenant == self.tenant, PendingHold.respondent == respondent_id)
@@ -444,6 +462,14 @@ class SqlTenantView:
             .limit(1)
         )
         return self._first(query, PendingHold)
+
+    def _all_holds(self) -> dict[str, PendingHold] | None:
+        """The tenant's holds by conversation, read once; None when there are too many."""
+        if self._holds is None and self._count(PendingHold) <= HOLDS_READ:
+            query = select(PendingHold).where(PendingHold.tenant == self.tenant)
+            with self._flushed(PendingHold):
+                self._holds = {h.conversation_id: h for h in self.session.scalars(query)}
+        return self._holds
 
     def _first(self, query: Any, kind: type[QueueEntry | PendingHold], **params: Any) -> Any:
         """The query's first row, flushing first only when rows of ``kind`` were added or
@@ -540,15 +566,18 @@ class SqlTenantView:
         floor = self._earliest_due()
         if floor is None or floor > upto:
             return []
-        query = select(Timer).where(
-            Timer.state == TimerState.ARMED, Timer.tenant == self.tenant, Timer.due <= upto
-        )
+        armed = (Timer.state == TimerState.ARMED, Timer.tenant == self.tenant)
+        # With the due ones, when the next is due: no query for it after they fire.
+        later = select(func.min(Timer.due)).where(*armed, Timer.due > upto).scalar_subquery()
+        query = select(Timer, later).where(*armed, Timer.due <= upto)
         # Read afresh (after the autoflush): tries another process counted and never finished
         # (store.attempts) show even on timers this process kept from its last transaction.
         query = query.order_by(Timer.due, Timer.timer_id)
-        due = list(self.session.scalars(query.execution_options(populate_existing=True)))
+        rows = self.session.execute(query.execution_options(populate_existing=True)).all()
+        due = [timer for timer, _ in rows]
         self.prefetch({timer.conversation_id for timer in due})
-        self._next_due = UNKNOWN  # the caller fires these: ask again next time
+        # The caller fires these (or some of them): _earliest_due looks at what it left armed.
+        self._next_due, self._handed_due = (rows[0][1], due) if rows else (UNKNOWN, [])
         return due
 
     def armed_timers_of_kind(self, kind: str) -> list[Timer]:
@@ -578,8 +607,11 @@ class SqlTenantView:
             query = select(func.min(Timer.due)).where(
                 Timer.state == TimerState.ARMED, Timer.tenant == self.tenant
             )
-            self._next_due = self.session.scalar(query)
-        return self._next_due
+            self._next_due, self._handed_due = self.session.scalar(query), []
+        left = [t.due for t in self._handed_due if t.state == TimerState.ARMED]
+        if self._next_due is not None:
+            left.append(self._next_due)
+        return min(left, default=None)
 
 
 def stamp_stats_changes(session: Session, _context: object, _instances: object) -> None:

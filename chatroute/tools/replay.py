@@ -130,6 +130,7 @@ class _Replayer:
         self.run: _Run | None = None
         self.window = timedelta(seconds=rt.settings.unknown_retry_s)
         self.nudged: dict[str, bool] = {}  # tenants to apply next, in order: final or not
+        self.parsed: dict[tuple[str, str], service.Incoming] = {}  # lines of this settling
 
     def line(self, body: bytes, received: datetime | None = None) -> None:
         event = _valid(body)
@@ -145,7 +146,9 @@ class _Replayer:
         if self.run is None:
             self.run = self._start(event.tenant, received)
         if self.run.takes(event, received, self._limit):
-            self.run.messages.append(service.Incoming(body, None, received))
+            message = service.Incoming(body, None, received, event=event)
+            self.parsed.setdefault((event.tenant, event.id), message)
+            self.run.messages.append(message)
         else:
             self.run = None
             self._single(body, received)
@@ -201,8 +204,9 @@ class _Replayer:
         while self.nudged:
             tenant = next(iter(self.nudged))
             final = self.nudged.pop(tenant)
-            while service.apply_tenant(self.rt, tenant, final=final):
+            while service.apply_tenant(self.rt, tenant, final=final, parsed=self.parsed):
                 pass
+        self.parsed.clear()
         outbox.relay_all(self.rt.engine, self.sink, self.rt.clock.now())
 
     def finish(self, until: datetime | None) -> None:
