@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +25,7 @@ class Runtime:
     clock: Clock
     claims: nudges.Claims  # which tenants have a nudge on its way (Redis)
     # Tenants' views kept between their applying transactions (the process's own).
-    kept: KeptViews = field(default_factory=KeptViews)
+    kept: KeptViews
 
 
 _lock = threading.Lock()
@@ -47,7 +47,8 @@ def build(
     event.listen(sessions, "before_flush", sync_memberships)
     event.listen(sessions, "before_flush", stamp_stats_changes)
     claims = nudges.claims(settings.redis_url)
-    return Runtime(settings, engine, sessions, clock or SystemClock(), claims)
+    kept = KeptViews(settings.kept_rows)
+    return Runtime(settings, engine, sessions, clock or SystemClock(), claims, kept)
 
 
 def install(runtime: Runtime) -> Runtime:

@@ -26,6 +26,8 @@ class Settings:
     redis_url: str | None = None
     unknown_retry_s: float = 30.0
     batch_size: int = 200
+    # Rows of tenants' views a process keeps between their transactions (store.unit.KeptViews).
+    kept_rows: int = 100_000
     gateway_prefetch: int = 500
     sweep_interval_s: float = 0.5
     stats_interval_s: float = 2.0
@@ -52,6 +54,7 @@ class Settings:
             redis_url=secret(env, "CHATROUTE_REDIS_URL"),
             unknown_retry_s=float(env.get("CHATROUTE_UNKNOWN_RETRY_S", "30")),
             batch_size=int(env.get("CHATROUTE_BATCH_SIZE", "200")),
+            kept_rows=int(env.get("CHATROUTE_KEPT_ROWS", "100000")),
             gateway_prefetch=int(env.get("CHATROUTE_GATEWAY_PREFETCH", "500")),
             sweep_interval_s=float(env.get("CHATROUTE_SWEEP_INTERVAL_S", "0.5")),
             stats_interval_s=float(env.get("CHATROUTE_STATS_INTERVAL_S", "2")),

@@ -139,6 +139,23 @@ def test_a_view_is_used_again_only_while_no_other_process_applied_the_tenant(
         other.engine.dispose()
 
 
+def test_a_process_that_keeps_no_rows_reads_each_transaction_afresh(sqlite_url: str) -> None:
+    settings = Settings(database_url=sqlite_url, kept_rows=0)  # CHATROUTE_KEPT_ROWS=0
+    rt = bootstrap.build(settings, VirtualClock(), migrate=True)
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=2)
+    reads = rule_reads(rt)
+    for conversation in ("c1", "c2"):
+        shop.start(conversation)
+        service.ingest(rt, [service.Incoming(json.dumps(e).encode()) for e in shop.lines])
+        shop.lines = []
+        while service.apply_tenant(rt, "shop-1"):
+            pass
+    assert len(reads) == 2
+    rt.engine.dispose()
+
+
 def test_kept_views_hold_a_bounded_number_of_rows(sqlite_url: str) -> None:
     rt = runtime(sqlite_url, VirtualClock())
     held: list[TenantSettings] = []  # as a view's caches hold what it read
