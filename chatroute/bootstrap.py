@@ -14,7 +14,7 @@ from chatroute.settings import Settings
 from chatroute.store import db
 from chatroute.store.mapping import start_mappers
 from chatroute.store.unit import KeptViews
-from chatroute.store.view import stamp_stats_changes, sync_memberships
+from chatroute.store.view import stamp_stats_changes, sync_memberships, write_whole_rows
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ def build(
     sessions = db.session_factory(engine)
     event.listen(sessions, "before_flush", sync_memberships)
     event.listen(sessions, "before_flush", stamp_stats_changes)
+    event.listen(sessions, "before_flush", write_whole_rows)
     claims = nudges.claims(settings.redis_url)
     kept = KeptViews(settings.kept_rows)
     return Runtime(settings, engine, sessions, clock or SystemClock(), claims, kept)

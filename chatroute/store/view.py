@@ -20,6 +20,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from chatroute.domain.model import (
     AVAILABLE,
@@ -647,6 +648,31 @@ def stamp_stats_changes(session: Session, _context: object, _instances: object) 
 def stats_counter(settings: TenantSettings) -> int:
     """The tenant's last stats counter value (0 for a tenant not flushed yet)."""
     return int(getattr(settings, "stats_counter", None) or 0)
+
+
+def write_whole_rows(session: Session, _context: object, _instances: object) -> None:
+    """Before a flush: a changed conversation, contact or respondent is written whole. Events
+    change different columns of each, and the flush sends one UPDATE per row when the rows'
+    columns differ; whole rows go in one statement per table (executemany)."""
+    for obj in session.dirty:
+        if isinstance(obj, WHOLE_ROWS) and session.is_modified(obj):
+            loaded = inspect(obj).dict
+            for key in _written(type(obj)):
+                if key in loaded:
+                    flag_modified(obj, key)
+
+
+WHOLE_ROWS = (Conversation, Contact, Respondent)
+
+
+@cache
+def _written(kind: type) -> tuple[str, ...]:
+    """The attributes a whole row's UPDATE sets: all but the key and the version (the ORM's)."""
+    mapper = inspect(kind)
+    fixed = {c.key for c in mapper.primary_key}
+    if mapper.version_id_col is not None:
+        fixed.add(mapper.version_id_col.key)
+    return tuple(a.key for a in mapper.column_attrs if a.columns[0].key not in fixed)
 
 
 def sync_memberships(session: Session, _context: object, _instances: object) -> None:
