@@ -272,6 +272,26 @@ def test_event_for_a_conversation_started_later_waits_then_applies(
     assert decisions == [("conversation.assigned", "c1", "a"), ("visitor.notify", "c1", None)]
 
 
+def test_a_waiting_event_applies_as_sent_though_its_id_came_again_with_another_body(
+    tmp_path: Path, shop: Events
+) -> None:
+    # replay hands intake and apply the events it parsed: the one applied is the inbox's
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    offline = shop.event("visitor.presence", conversation="c1", online=False)
+    reused = {**offline, "data": {"conversation": "c1", "online": True}}
+    shop.lines.append(reused)
+    shop.event("message.posted", conversation="c1", author="respondent", respondent="a")
+    shop.start("c1")
+    decisions = brief(run(tmp_path, jsonl(shop.lines)))
+    reason = f"id {offline['id']!r} was already used by a different event"
+    assert decisions == [
+        ("event.rejected", None, reason),
+        ("conversation.assigned", "c1", "a"),
+        ("visitor.notify", "c1", None),  # the visitor is offline, as the first body said
+    ]
+
+
 def test_event_for_a_conversation_never_started_is_rejected(tmp_path: Path, shop: Events) -> None:
     shop.event("conversation.closed", conversation="ghost")
     decisions = run(tmp_path, jsonl(shop.lines))
