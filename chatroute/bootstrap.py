@@ -13,7 +13,7 @@ from chatroute.clock import Clock, SystemClock
 from chatroute.settings import Settings
 from chatroute.store import db
 from chatroute.store.mapping import start_mappers
-from chatroute.store.unit import KeptViews
+from chatroute.store.unit import KeptViews, SqlUnits, Units
 from chatroute.store.view import stamp_stats_changes, sync_memberships, write_whole_rows
 
 
@@ -24,8 +24,9 @@ class Runtime:
     sessions: sessionmaker[Session]
     clock: Clock
     claims: nudges.Claims  # which tenants have a nudge on its way (Redis)
-    # Tenants' views kept between their applying transactions (the process's own).
-    kept: KeptViews
+    # The units of work the steps run in: on the database (with the tenants' views this
+    # process keeps between their transactions), or in memory for ``chatroute replay``.
+    units: Units
 
 
 _lock = threading.Lock()
@@ -33,11 +34,20 @@ _current: Runtime | None = None
 
 
 def build(
-    settings: Settings, clock: Clock | None = None, *, migrate: bool = False, wait_s: float = 0
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    migrate: bool = False,
+    wait_s: float = 0,
+    orm: bool = True,
 ) -> Runtime:
     """Connect lazily to ``settings.database_url``; ``migrate`` brings the schema up first.
-    ``wait_s``: how long a long-running process waits for the database to answer first."""
-    start_mappers()
+    ``wait_s``: how long a long-running process waits for the database to answer first.
+    ``orm``: map the domain's classes now; a process whose state lives in memory
+    (``store.memory``) maps them only when it needs the ORM, if ever: until then the domain's
+    objects are plain dataclasses."""
+    if orm:
+        start_mappers()
     engine = db.make_engine(settings.database_url)
     if wait_s > 0:
         db.wait_until_up(engine, wait_s)
@@ -48,8 +58,8 @@ def build(
     event.listen(sessions, "before_flush", stamp_stats_changes)
     event.listen(sessions, "before_flush", write_whole_rows)
     claims = nudges.claims(settings.redis_url)
-    kept = KeptViews(settings.kept_rows)
-    return Runtime(settings, engine, sessions, clock or SystemClock(), claims, kept)
+    units = SqlUnits(engine, sessions, KeptViews(settings.kept_rows))
+    return Runtime(settings, engine, sessions, clock or SystemClock(), claims, units)
 
 
 def install(runtime: Runtime) -> Runtime:

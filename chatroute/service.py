@@ -27,7 +27,6 @@ from chatroute.errors import InvalidEvent, Rejected, UnknownConversation, reason
 from chatroute.store import attempts, inbox, outbox, unit
 from chatroute.store.inbox import InboxRow
 from chatroute.store.kept import KeptBody, keep
-from chatroute.store.view import SqlTenantView
 from schemas.decisions import make_decision
 from schemas.events import (
     DATA_MODELS,
@@ -153,7 +152,7 @@ def _set_aside(rt: Runtime, message: Incoming, error: Exception) -> set[str]:
     writer = DecisionWriter(now)
     reason = f"internal error ({type(error).__name__}); event set aside"
     writer.reject(UNKNOWN_TENANT, None, None, message.body, reason, now, origin=message.origin)
-    unit.decisions_alone(rt.sessions, writer.rows)
+    rt.units.decisions_alone(writer.rows)
     return set()
 
 
@@ -167,7 +166,7 @@ def _ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
         rows = [row for v in verdicts if (row := _take(v, known, writer, now)) is not None]
         return rows, writer.rows
 
-    return unit.intake(rt.sessions, [v.key for v in verdicts if v.key is not None], take)
+    return rt.units.intake([v.key for v in verdicts if v.key is not None], take)
 
 
 def _take(
@@ -316,10 +315,10 @@ def apply_tenant(
 def _apply_batch(rt: Runtime, tenant: str, final: bool, parsed: Parsed, *, careful: bool) -> bool:
     now = rt.clock.now()
     limit = rt.settings.batch_size
-    attempts.settle(rt.engine)  # before this try counts: earlier tries' counts taken back
+    rt.units.settle_tries()  # before this try counts: earlier tries' counts taken back
     run: _Run | None = None
     try:
-        with unit.tenant_work(rt.sessions, tenant, now, rt.kept) as work:
+        with rt.units.tenant_work(tenant, now) as work:
             if work is None:
                 return False
             run = _Run(work, DecisionWriter(now), now, rt, final, parsed, careful=careful)
@@ -336,7 +335,7 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, parsed: Parsed, *, caref
         if run is not None and run.tries is not None:
             run.tries.withdraw()  # this process lives on: the try ended nothing
         raise
-    return full or unit.has_newer(rt.sessions, tenant, last_seq)
+    return full or rt.units.has_newer(tenant, last_seq)
 
 
 def _apply_pages(run: _Run, limit: int) -> tuple[bool, int]:
@@ -375,7 +374,7 @@ def _finish(run: _Run) -> None:
 
 @dataclass
 class _Run:
-    work: unit.TenantWork
+    work: unit.Work
     writer: DecisionWriter
     now: datetime
     rt: Runtime
@@ -397,7 +396,7 @@ class _Run:
         self.tries = attempts.Tries(self.rt.engine, self.view.tenant) if counted else None
 
     @property
-    def view(self) -> SqlTenantView:
+    def view(self) -> unit.WorkView:
         return self.work.view
 
     @property

@@ -5,6 +5,9 @@
   unapplied inbox rows, savepoints for careful mode, and at the end the rows' marks and the
   decisions (the outbox), committed together;
 - ``decisions_alone``: decisions that record no event (a message set aside at intake).
+
+``SqlUnits`` offers them to the engine's steps (``Units``); ``store.memory`` offers the same
+units on state kept in memory, for ``chatroute replay``.
 """
 
 from __future__ import annotations
@@ -12,26 +15,99 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Select, select
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatroute.domain.model import TenantSettings
+from chatroute.domain.model import TenantSettings, Timer
+from chatroute.domain.ports import TenantView
 from chatroute.store import attempts, inbox, outbox, tables, tenants
 from chatroute.store.inbox import InboxRow, StoredBody
 from chatroute.store.view import NOW, SqlTenantView
 
 Rows = list[dict[str, Any]]
+Take = Callable[[dict[tuple[str, str], StoredBody]], tuple[Rows, Rows]]
+
+
+class WorkView(TenantView, Protocol):
+    """The tenant's view as an applying transaction uses it, beyond the domain's port."""
+
+    # Timers armed since the caller last emptied it: firing a batch of due timers must
+    # notice one armed by a firing that falls due before the rest of the batch.
+    lately_armed: list[Timer]
+
+    def prefetch(self, conversation_ids: Collection[str]) -> None:
+        """A hint: these conversations are about to be looked at."""
+        ...
+
+    def forget(self) -> None:
+        """Drop what the view cached, after a rollback to a savepoint."""
+        ...
+
+
+class Work(Protocol):
+    """One applying transaction of a tenant (``TenantWork`` on the database)."""
+
+    view: WorkView
+    keepable: bool
+
+    @property
+    def counts_tries(self) -> bool: ...
+    def unapplied(self, limit: int, after: int) -> list[InboxRow]: ...
+    def savepoint(self) -> AbstractContextManager[None]: ...
+    def finish(
+        self,
+        applied: Sequence[int],
+        rejected: Sequence[tuple[int, str]],
+        moved: Mapping[int, datetime],
+        forgiven: Sequence[int],
+        decisions: Rows,
+        now: datetime,
+    ) -> None: ...
+
+
+class Units(Protocol):
+    """The units of work the engine's steps (``chatroute.service``) run in."""
+
+    def intake(self, keys: Collection[tuple[str, str]], take: Take) -> set[str]: ...
+    def decisions_alone(self, decisions: Rows) -> None: ...
+    def tenant_work(self, tenant: str, now: datetime) -> AbstractContextManager[Work | None]: ...
+    def has_newer(self, tenant: str, seq: int) -> bool: ...
+    def settle_tries(self) -> None:
+        """Take back the counts of earlier tries that ended nothing (``store.attempts``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SqlUnits:
+    """The units of work on the database: what every process of a deployment runs."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    kept: KeptViews
+
+    def intake(self, keys: Collection[tuple[str, str]], take: Take) -> set[str]:
+        return intake(self.sessions, keys, take)
+
+    def decisions_alone(self, decisions: Rows) -> None:
+        decisions_alone(self.sessions, decisions)
+
+    def tenant_work(self, tenant: str, now: datetime) -> AbstractContextManager[Work | None]:
+        return tenant_work(self.sessions, tenant, now, self.kept)
+
+    def has_newer(self, tenant: str, seq: int) -> bool:
+        return has_newer(self.sessions, tenant, seq)
+
+    def settle_tries(self) -> None:
+        attempts.settle(self.engine)
 
 
 def intake(
-    sessions: sessionmaker[Session],
-    keys: Collection[tuple[str, str]],
-    take: Callable[[dict[tuple[str, str], StoredBody]], tuple[Rows, Rows]],
+    sessions: sessionmaker[Session], keys: Collection[tuple[str, str]], take: Take
 ) -> set[str]:
     """Record a batch in one transaction: ``take`` gets the stored bodies of ``keys`` already
     in the inbox and returns the inbox rows to add and the decisions to queue. Returns the
