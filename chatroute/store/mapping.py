@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import fields
 
+from sqlalchemy import Table
 from sqlalchemy.orm import registry
 
 from chatroute.domain import model
@@ -24,22 +26,26 @@ def start_mappers() -> None:
         _done = True
 
 
+# The domain's fields whose columns have another name; every other field is its column.
+COLUMN_OF = {"group": "group_id"}
+# Each class of the domain's state and its table.
+TABLE_OF: dict[type, Table] = {
+    model.TenantSettings: tables.tenants,
+    model.Respondent: tables.respondents,
+    model.Group: tables.groups,
+    model.Rule: tables.rules,
+    model.Conversation: tables.conversations,
+    model.QueueEntry: tables.queue_entries,
+    model.PendingHold: tables.pending_holds,
+    model.Contact: tables.contacts,
+    model.Timer: tables.timers,
+}
+
+
 def _map_all() -> None:
-    m = mapper_registry.map_imperatively
-    m(model.TenantSettings, tables.tenants)
-    m(model.Respondent, tables.respondents, version_id_col=tables.respondents.c.version)
-    m(model.Group, tables.groups)
-    m(model.Rule, tables.rules, properties={"group": tables.rules.c.group_id})
-    m(
-        model.Conversation,
-        tables.conversations,
-        properties={"group": tables.conversations.c.group_id},
-    )
-    m(model.QueueEntry, tables.queue_entries, properties={"group": tables.queue_entries.c.group_id})
-    m(
-        model.PendingHold,
-        tables.pending_holds,
-        properties={"group": tables.pending_holds.c.group_id},
-    )
-    m(model.Contact, tables.contacts, properties={"group": tables.contacts.c.group_id})
-    m(model.Timer, tables.timers)
+    for kind, table in TABLE_OF.items():
+        own = {f.name for f in fields(kind)}
+        renamed = {f: table.c[c] for f, c in COLUMN_OF.items() if f in own}
+        # A respondent's version guards slot accounting against a concurrent writer.
+        version = table.c.version if kind is model.Respondent else None
+        mapper_registry.map_imperatively(kind, table, properties=renamed, version_id_col=version)

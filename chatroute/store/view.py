@@ -49,6 +49,8 @@ UNKNOWN = _Unknown()
 
 # The session.info key under which an applying transaction keeps its time.
 NOW = "now"
+# The session.info key that says its changes were stamped for the stats worker already.
+STAMPED = "stamped"
 # A group's queue order (QueueEntry.order_key), the order of its index.
 _Q = tables.queue_entries.c
 _QUEUE_ORDER = (_Q.priority.desc(), _Q.joined_at, _Q.seq)
@@ -621,28 +623,36 @@ def stamp_stats_changes(session: Session, _context: object, _instances: object) 
 
     The tenant's writers are serialised by its lock, so these values commit in increasing
     order: the stats worker folds what lies above its checkpoint and misses nothing. The
-    session's ``info["now"]`` (set by the applying transaction) dates the change.
+    session's ``info["now"]`` (set by the applying transaction) dates the change. Nothing to
+    do where the changes were stamped as they were made (``info["stamped"]``: store.memory).
     """
+    if session.info.get(STAMPED):
+        return
     changed: set[tuple[str, str]] = set()
     pending: dict[tuple[str, str], Conversation] = {}  # session.get finds no pending object
-    for obj in list(session.new) + list(session.dirty):
-        if isinstance(obj, Conversation) and obj in session.new:
+    new = session.new  # built on each access: once, or a big flush is quadratic
+    for obj in list(new) + list(session.dirty):
+        if isinstance(obj, Conversation) and obj in new:
             pending[(obj.tenant, obj.conversation_id)] = obj
-        if isinstance(obj, Conversation | Contact) and (
-            obj in session.new or session.is_modified(obj)
-        ):
+        if isinstance(obj, Conversation | Contact) and (obj in new or session.is_modified(obj)):
             changed.add((obj.tenant, obj.conversation_id))
     with session.no_autoflush:
         for key in sorted(changed):
             settings = session.get(TenantSettings, key[0])
             conversation = pending.get(key) or session.get(Conversation, key)
-            if settings is None or conversation is None:
-                continue
-            # Columns of the store only: the domain's dataclasses do not declare them.
-            seq = stats_counter(settings) + 1
-            setattr(settings, "stats_counter", seq)  # noqa: B010
-            setattr(conversation, "stats_seq", seq)  # noqa: B010
-            setattr(conversation, "stats_changed_at", session.info.get(NOW))  # noqa: B010
+            if settings is not None and conversation is not None:
+                stamp_stats_change(settings, conversation, session.info.get(NOW))
+
+
+def stamp_stats_change(
+    settings: TenantSettings, conversation: Conversation, at: datetime | None
+) -> None:
+    """``conversation`` changed at ``at``: it takes the tenant's next stats counter value."""
+    # Columns of the store only: the domain's dataclasses do not declare them.
+    seq = stats_counter(settings) + 1
+    setattr(settings, "stats_counter", seq)  # noqa: B010
+    setattr(conversation, "stats_seq", seq)  # noqa: B010
+    setattr(conversation, "stats_changed_at", at)  # noqa: B010
 
 
 def stats_counter(settings: TenantSettings) -> int:
@@ -693,7 +703,14 @@ def _write_memberships(connection: Connection, respondent: Respondent) -> None:
             m.c.tenant == respondent.tenant, m.c.respondent_id == respondent.respondent_id
         )
     )
-    rows: list[dict[str, Any]] = [
+    rows = membership_rows(respondent)
+    if rows:
+        connection.execute(insert(m), rows)
+
+
+def membership_rows(respondent: Respondent) -> list[dict[str, Any]]:
+    """The rows of ``tables.memberships`` that index ``respondent.groups``."""
+    return [
         {
             "tenant": respondent.tenant,
             "group_id": g,
@@ -702,5 +719,3 @@ def _write_memberships(connection: Connection, respondent: Respondent) -> None:
         }
         for i, g in enumerate(dict.fromkeys(respondent.groups))
     ]
-    if rows:
-        connection.execute(insert(m), rows)

@@ -1,12 +1,14 @@
 """``chatroute replay``: the engine's own intake, apply and stats steps, in this process, on a
 virtual clock. No broker: a nudge is a call, made in the order the routing queue would deliver
-it, so the decisions are the pipeline's (``tests/e2e/test_pipeline.py`` holds it to that)."""
+it, so the decisions are the pipeline's (``tests/e2e/test_pipeline.py`` holds it to that).
+No database round trip per step either: the steps run on the units of work of
+``store.memory``, and the run is written to the database in large batches."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import IO
 
@@ -17,7 +19,8 @@ from chatroute.bootstrap import Runtime
 from chatroute.clock import VirtualClock
 from chatroute.errors import InvalidEvent
 from chatroute.settings import Settings
-from chatroute.store import due, outbox
+from chatroute.store.mapping import start_mappers
+from chatroute.store.memory import MemoryUnits
 from chatroute.store.outbox import OutgoingMessage
 from schemas.events import Event, parse_event
 
@@ -40,9 +43,11 @@ def replay(
     was received (a pipeline's inbox replayed as the pipeline took it in)."""
     settings = settings.with_(amqp_url=None, redis_url=None)  # in-process: nothing shared
     clock = VirtualClock()
-    rt = bootstrap.build(settings, clock, migrate=True)
+    rt = bootstrap.build(settings, clock, migrate=True, orm=False)
     try:
-        return _replay(_Replayer(rt, clock, _StdoutSink(out)), lines, until, progress)
+        units = MemoryUnits(rt.engine)
+        replayer = _Replayer(replace(rt, units=units), units, clock, _StdoutSink(out))
+        return _replay(replayer, lines, until, progress)
     finally:
         rt.engine.dispose()
 
@@ -124,8 +129,8 @@ class _Run:
 
 
 class _Replayer:
-    def __init__(self, rt: Runtime, clock: VirtualClock, sink: _StdoutSink):
-        self.rt, self.clock, self.sink = rt, clock, sink
+    def __init__(self, rt: Runtime, units: MemoryUnits, clock: VirtualClock, sink: _StdoutSink):
+        self.rt, self.units, self.clock, self.sink = rt, units, clock, sink
         self.swept = clock.now()
         self.run: _Run | None = None
         self.window = timedelta(seconds=rt.settings.unknown_retry_s)
@@ -163,7 +168,7 @@ class _Replayer:
 
     def _due_elsewhere(self, tenant: str) -> tuple[datetime | None, datetime | None]:
         """The next timer of another tenant, and when the oldest waiting event stops waiting."""
-        timer, waiting = due.next_due_elsewhere(self.rt.engine, tenant)
+        timer, waiting = self.units.next_due_elsewhere(tenant)
         return timer, None if waiting is None else waiting + self.window
 
     def _flush(self) -> None:
@@ -192,7 +197,7 @@ class _Replayer:
 
     def _sweep(self) -> None:
         """As the sweeper: nudge each tenant with work due now, in name order."""
-        for tenant in sorted(due.due_tenants(self.rt.engine, self.clock.now(), timedelta(0))):
+        for tenant in sorted(self.units.due_tenants(self.clock.now())):
             self._nudge(tenant)
 
     def _nudge(self, tenant: str, final: bool = False) -> None:
@@ -207,7 +212,7 @@ class _Replayer:
             while service.apply_tenant(self.rt, tenant, final=final, parsed=self.parsed):
                 pass
         self.parsed.clear()
-        outbox.relay_all(self.rt.engine, self.sink, self.rt.clock.now())
+        self.units.relay(self.sink, self.rt.clock.now())
 
     def finish(self, until: datetime | None) -> None:
         self._flush()
@@ -215,10 +220,12 @@ class _Replayer:
             self.clock.advance_to(until)
         self._sweep()
         self._settle()
-        for tenant in due.tenants_with_unapplied(self.rt.engine):
+        for tenant in self.units.tenants_with_unapplied():
             self._nudge(tenant, final=True)
         self._settle()
+        self.units.write()
         # What the stats worker would do next: count the run, so ``chatroute stats`` shows it.
+        start_mappers()  # its fold reads through the ORM
         for tenant in service_stats.stale_tenants(self.rt):
             service_stats.fold_tenant(self.rt, tenant)
 

@@ -1,5 +1,6 @@
 """``chatroute replay`` on SQLite: the contract's routing semantics, end to end through the
-inbox, the routing actor on the in-process broker, the outbox and the stdout relay."""
+engine's intake and apply steps on the units of work in memory (``store.memory``), the stdout
+relay, and the database the run is written to."""
 
 from __future__ import annotations
 
@@ -419,3 +420,50 @@ def test_batched_replay_decides_exactly_what_line_by_line_replay_decides(
     assert kinds["conversation.woken"] and kinds["conversation.pending"]
     assert kinds["event.rejected"] and kinds["conversation.queued"]
     assert outputs[200] == outputs[1]
+
+
+def test_a_replay_into_the_database_of_an_earlier_one_goes_on_from_its_state(
+    tmp_path: Path, shop: Events
+) -> None:
+    # Given a day whose second half needs what the first left: a queue, a snooze's timer, a
+    # pending hold, a rating to replace, and a redelivery of a first-half event
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    shop.respondent("b", ["G"], slots=1)
+    shop.event("respondent.status", respondent="a", status="available")
+    shop.start("c1")
+    shop.start("c2")
+    shop.start("c3")  # queued
+    wake = rfc3339(shop.now + timedelta(minutes=30))
+    shop.event("conversation.snoozed", conversation="c1", respondent="a", until=wake)
+    shop.event("conversation.transferred", conversation="c3", respondent="a", to_respondent="b")
+    shop.event("conversation.rated", conversation="c3", score=2)
+    first_half = len(shop.lines)
+    shop.later(hours=1)  # the wake timer falls due between the halves
+    shop.event("respondent.status", respondent="b", status="available")
+    shop.event("conversation.rated", conversation="c3", score=5)
+    shop.event("conversation.sale", conversation="c3", amount=40.0)
+    shop.event("conversation.closed", conversation="c3")
+    shop.start("c4")
+    redelivered = shop.lines[first_half - 1]
+    lines = [json.dumps(event).encode() + b"\n" for event in shop.lines]
+    # When it is replayed whole, and in two runs into one database
+    whole = run(tmp_path, *lines, name="whole")
+    first = run(tmp_path, *lines[:first_half], name="halves")
+    second = run(tmp_path, *lines[first_half:], json.dumps(redelivered).encode(), name="halves")
+    # Then the two runs decide what the whole did, the redelivery nothing, and count the same
+    assert first + second == whole
+    assert {d["type"] for d in second} >= {"conversation.woken", "conversation.assigned"}
+    assert stats_of(tmp_path, "halves") == stats_of(tmp_path, "whole")
+
+
+def stats_of(tmp_path: Path, name: str) -> list[dict[str, Any]]:
+    from chatroute import bootstrap
+    from chatroute import stats as service_stats
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/{name}.db")
+    rt = bootstrap.build(settings)
+    try:
+        return service_stats.rows(rt)
+    finally:
+        rt.engine.dispose()
