@@ -49,8 +49,6 @@ UNKNOWN = _Unknown()
 
 # The session.info key under which an applying transaction keeps its time.
 NOW = "now"
-# The session.info key that says its changes were stamped for the stats worker already.
-STAMPED = "stamped"
 # A group's queue order (QueueEntry.order_key), the order of its index.
 _Q = tables.queue_entries.c
 _QUEUE_ORDER = (_Q.priority.desc(), _Q.joined_at, _Q.seq)
@@ -623,11 +621,8 @@ def stamp_stats_changes(session: Session, _context: object, _instances: object) 
 
     The tenant's writers are serialised by its lock, so these values commit in increasing
     order: the stats worker folds what lies above its checkpoint and misses nothing. The
-    session's ``info["now"]`` (set by the applying transaction) dates the change. Nothing to
-    do where the changes were stamped as they were made (``info["stamped"]``: store.memory).
+    session's ``info["now"]`` (set by the applying transaction) dates the change.
     """
-    if session.info.get(STAMPED):
-        return
     changed: set[tuple[str, str]] = set()
     pending: dict[tuple[str, str], Conversation] = {}  # session.get finds no pending object
     new = session.new  # built on each access: once, or a big flush is quadratic
