@@ -9,11 +9,11 @@ not count anything twice, and a fold from scratch gives the same rows as the inc
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatroute.domain.contacts import (
@@ -93,24 +93,41 @@ def _store(
     query = select(Contact).where(Contact.tenant == tenant, Contact.conversation_id.in_(ids))
     for contact in session.scalars(query):
         contacts[contact.conversation_id].append(contact)
+    for table in FIGURES:
+        session.execute(
+            delete(table).where(table.c.tenant == tenant, table.c.conversation_id.in_(ids))
+        )
+    for table, rows in figure_rows(tenant, conversations, contacts, settings).items():
+        if rows:
+            session.execute(insert(table), rows)
+
+
+FIGURES = (tables.contact_figures, tables.conversation_figures, tables.overflow_figures)
+
+
+def figure_rows(
+    tenant: str,
+    conversations: Iterable[Conversation],
+    contacts: Mapping[str, Sequence[Contact]],
+    settings: TenantSettings,
+) -> dict[Table, list[dict[str, Any]]]:
+    """The rows of ``FIGURES`` for ``conversations`` (``contacts``: theirs, by conversation)."""
     contact_rows: list[dict[str, Any]] = []
     conversation_rows: list[dict[str, Any]] = []
     overflow_rows: list[dict[str, Any]] = []
     for conversation in conversations:
-        own = contacts[conversation.conversation_id]
+        own = list(contacts.get(conversation.conversation_id, []))
         contact_rows += [_row(tenant, o) for o in contact_outcomes(conversation, own, settings)]
         outcome = conversation_outcome(conversation, own)
         conversation_rows.append(_row(tenant, outcome))
         overflow_rows += _overflow_rows(tenant, outcome)
-    for table in (tables.contact_figures, tables.conversation_figures, tables.overflow_figures):
-        session.execute(
-            delete(table).where(table.c.tenant == tenant, table.c.conversation_id.in_(ids))
-        )
-    if contact_rows:
-        session.execute(insert(tables.contact_figures), contact_rows)
-    session.execute(insert(tables.conversation_figures), conversation_rows)
-    if overflow_rows:
-        session.execute(insert(tables.overflow_figures), overflow_rows)
+    return dict(zip(FIGURES, (contact_rows, conversation_rows, overflow_rows), strict=True))
+
+
+def checkpoint_row(settings: TenantSettings) -> dict[str, Any]:
+    """``settings``' tenant's checkpoint once every change up to now is folded."""
+    terms = commission_terms(settings)
+    return {"tenant": settings.tenant, "seq": stats_counter(settings), "commission": terms}
 
 
 def _row(tenant: str, outcome: ContactOutcome | ConversationOutcome) -> dict[str, Any]:

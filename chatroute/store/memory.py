@@ -31,7 +31,7 @@ from chatroute.domain.model import (
     Conversation,
     TenantSettings,
 )
-from chatroute.store import inbox, outbox, tables
+from chatroute.store import figures, inbox, outbox, tables
 from chatroute.store.due import WAITING_AFTER
 from chatroute.store.inbox import InboxRow, StoredBody
 from chatroute.store.mapping import COLUMN_OF, TABLE_OF
@@ -232,10 +232,13 @@ class MemoryUnits:
 
     # ------------------------------------------------------------ the database
     def write(self) -> None:
-        """Write what is left and the tenants' state, and commit: the run is in the database."""
+        """Write what is left, the tenants' state and their figures (as the stats worker would
+        fold them), and commit: the run is in the database."""
         self._write_rows(final=True)
         tenants = list(self.views)
         for table in tables.ROUTING_STATE:  # an earlier run's state, read in at the start
+            self.connection.execute(delete(table).where(table.c.tenant.in_(tenants)))
+        for table in (*figures.FIGURES, tables.stats_checkpoints):  # folded again below
             self.connection.execute(delete(table).where(table.c.tenant.in_(tenants)))
         state: dict[Table, list[dict[str, Any]]] = {}
         for view in self.views.values():
@@ -244,8 +247,11 @@ class MemoryUnits:
                 state.setdefault(table, []).append(_record(obj, table))
             for respondent in view.respondents.values():
                 state.setdefault(tables.memberships, []).extend(membership_rows(respondent))
+            for table, rows in _figures(view).items():
+                state.setdefault(table, []).extend(rows)
         for table, rows in state.items():
-            self.connection.execute(insert(table), rows)
+            if rows:
+                self.connection.execute(insert(table), rows)
         self.connection.commit()
         self.connection.close()
 
@@ -347,6 +353,16 @@ def _state_of(view: InMemoryTenantView) -> list[object]:
         *(c for contacts in view.contacts_by_conversation.values() for c in contacts),
         *view.timers.values(),
     ]
+
+
+def _figures(view: InMemoryTenantView) -> dict[Table, list[dict[str, Any]]]:
+    """What the stats worker would fold of the tenant: every conversation's figures, and a
+    checkpoint past them all."""
+    conversations = view.conversations.values()
+    rows = figures.figure_rows(
+        view.tenant, conversations, view.contacts_by_conversation, view.settings()
+    )
+    return rows | {tables.stats_checkpoints: [figures.checkpoint_row(view.settings())]}
 
 
 def _record(obj: object, table: Table) -> dict[str, Any]:
