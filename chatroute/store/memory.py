@@ -16,6 +16,7 @@ the ORM's instrumentation on every attribute the domain reads or sets.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -101,6 +102,7 @@ class MemoryUnits:
         self._stored_unsent: list[OutgoingMessage] = []  # an earlier run's, not relayed
         self._rewritten: list[int] = []  # seqs of stored rows written again
         self._marks: list[tuple[str, InboxRow]] = []  # rows marked in the open transaction
+        self._dues = _Dues()
         self._load()
 
     # ------------------------------------------------------------ unit.Units
@@ -138,6 +140,8 @@ class MemoryUnits:
             self._unmark(marked)
             del self.unsent[queued:]
             raise
+        finally:
+            self._dues.note(tenant, view.earliest_due())
         self._stamp(view, view.commit(), now)
         self._marks.clear()
 
@@ -207,8 +211,7 @@ class MemoryUnits:
     def next_due_elsewhere(self, tenant: str) -> tuple[datetime | None, datetime | None]:
         """As ``due.next_due_elsewhere``: another tenant's earliest armed timer, and when the
         oldest unapplied event (any tenant's) was received."""
-        dues = [v.earliest_due() for t, v in self.views.items() if t != tenant]
-        return min((d for d in dues if d is not None), default=None), self._oldest_waiting()
+        return self._dues.first_except(tenant), self._oldest_waiting()
 
     def _oldest_waiting(self, tenant: str | None = None) -> datetime | None:
         tenants = self.waiting if tenant is None else {tenant: self.waiting.get(tenant, {})}
@@ -218,14 +221,10 @@ class MemoryUnits:
     def due_tenants(self, now: datetime) -> list[str]:
         """As ``due.due_tenants`` with no lookahead: tenants with a timer due by ``now`` or
         an event waiting since a while."""
-        due = []
-        for tenant, view in self.views.items():
-            timer, oldest = view.earliest_due(), self._oldest_waiting(tenant)
-            if (timer is not None and timer <= now) or (
-                oldest is not None and oldest <= now - WAITING_AFTER
-            ):
-                due.append(tenant)
-        return due
+        waited = [
+            t for t in self.waiting if (self._oldest_waiting(t) or now) <= now - WAITING_AFTER
+        ]
+        return list(dict.fromkeys([*self._dues.upto(now), *waited]))
 
     def tenants_with_unapplied(self) -> list[str]:
         return [tenant for tenant, rows in self.waiting.items() if rows]
@@ -284,6 +283,7 @@ class MemoryUnits:
             assert isinstance(settings, TenantSettings)
             self.views[tenant] = InMemoryTenantView(tenant, settings)
             self.views[tenant].load(objects)
+            self._dues.note(tenant, self.views[tenant].earliest_due())
         i = tables.inbox.c
         query = select(i.tenant, i.event_id, i.body, i.body_sha256, i.seq)
         for tenant, event_id, body, sha256, seq in self.connection.execute(query):
@@ -305,6 +305,45 @@ class MemoryUnits:
             self.waiting.setdefault(tenant, {})[written["seq"]] = _inbox_row(
                 written["seq"], written
             )
+
+
+class _Dues:
+    """Each tenant's earliest armed timer, in a heap: a replay asks what is due across tenants
+    on every line, and must not walk every tenant to answer."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, datetime] = {}
+        self.heap: list[tuple[datetime, str]] = []  # entries no longer in ``of`` are stale
+
+    def note(self, tenant: str, due: datetime | None) -> None:
+        if due is None:
+            self.of.pop(tenant, None)
+        elif self.of.get(tenant) != due:
+            self.of[tenant] = due
+            heapq.heappush(self.heap, (due, tenant))
+
+    def _valid_top(self) -> tuple[datetime, str] | None:
+        while self.heap and self.of.get(self.heap[0][1]) != self.heap[0][0]:
+            heapq.heappop(self.heap)
+        return self.heap[0] if self.heap else None
+
+    def upto(self, moment: datetime) -> list[str]:
+        """The tenants with a timer due by ``moment``."""
+        taken = []
+        while (top := self._valid_top()) is not None and top[0] <= moment:
+            taken.append(heapq.heappop(self.heap))
+        for entry in taken:
+            heapq.heappush(self.heap, entry)
+        return list(dict.fromkeys(tenant for _, tenant in taken))
+
+    def first_except(self, tenant: str) -> datetime | None:
+        """The earliest timer of another tenant than ``tenant``."""
+        own = []
+        while (top := self._valid_top()) is not None and top[1] == tenant:
+            own.append(heapq.heappop(self.heap))
+        for entry in own:
+            heapq.heappush(self.heap, entry)
+        return None if top is None else top[0]
 
 
 _INBOX_DEFAULTS: dict[str, Any] = {

@@ -192,15 +192,26 @@ class Run:
         return command
 
     def _apply(self, command: Command) -> None:
-        before = copy.deepcopy(vars(self.view))
+        before = state(self.view)
         try:
             self._record(handle(self.view, command, self.now))
         except Rejected:
-            assert vars(self.view) == before, f"{command} was rejected but changed the state"
+            assert state(self.view) == before, f"{command} was rejected but changed the state"
 
     def _record(self, decisions: list[Decision]) -> None:
         check_assignments(self.view, decisions)
         self.decisions += decisions
+
+
+def state(view: InMemoryTenantView) -> dict[str, Any]:
+    """Everything the view holds, by value (not its indexes, nor its journal of what it handed
+    out, nor the timers armed since its caller last looked)."""
+    public = {
+        name: value
+        for name, value in vars(view).items()
+        if not name.startswith("_") and name != "lately_armed"
+    }
+    return copy.deepcopy(public | {"settings": view.settings()})
 
 
 def check_assignments(view: InMemoryTenantView, decisions: list[Decision]) -> None:
