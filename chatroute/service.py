@@ -369,7 +369,10 @@ def _finish(run: _Run) -> None:
     if run.careful:
         run.work.keepable = False  # its savepoints may have left caches behind the rows
     waited = [row.seq for rows in run.held.values() for row in rows] if run.counting else []
-    run.work.finish(run.applied, run.rejected, run.adjusted, waited, run.writer.rows, run.now)
+    outcome = unit.Outcome(
+        run.applied, run.rejected, run.adjusted, waited, run.writer.rows, run.now
+    )
+    run.work.finish(outcome)
 
 
 @dataclass

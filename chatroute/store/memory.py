@@ -17,7 +17,7 @@ the ORM's instrumentation on every attribute the domain reads or sets.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -37,7 +37,7 @@ from chatroute.store.due import WAITING_AFTER
 from chatroute.store.inbox import InboxRow, StoredBody
 from chatroute.store.mapping import COLUMN_OF, TABLE_OF
 from chatroute.store.outbox import OutgoingMessage
-from chatroute.store.unit import Rows, Take, Work
+from chatroute.store.unit import Outcome, Rows, Take, Work
 from chatroute.store.view import membership_rows, stamp_stats_change
 
 WRITE_EVERY = 20_000  # inbox and outbox rows held before they are written
@@ -67,20 +67,13 @@ class MemoryWork:
             raise
         self.view.commit()
 
-    def finish(
-        self,
-        applied: Sequence[int],
-        rejected: Sequence[tuple[int, str]],
-        moved: Mapping[int, datetime],
-        forgiven: Sequence[int],
-        decisions: Rows,
-        now: datetime,
-    ) -> None:
-        marks = [(seq, inbox.APPLIED, None) for seq in applied]
-        marks += [(seq, inbox.REJECTED, reason) for seq, reason in rejected]
+    def finish(self, outcome: Outcome) -> None:
+        marks = [(seq, inbox.APPLIED, None) for seq in outcome.applied]
+        marks += [(seq, inbox.REJECTED, reason) for seq, reason in outcome.rejected]
         for seq, state, reason in marks:
-            self.units.mark(self.view.tenant, seq, state, reason, now, moved.get(seq))
-        self.units.queue(decisions)
+            moved = outcome.moved.get(seq)
+            self.units.mark(self.view.tenant, seq, state, reason, outcome.now, moved)
+        self.units.queue(outcome.decisions)
 
 
 class MemoryUnits:

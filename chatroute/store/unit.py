@@ -59,15 +59,21 @@ class Work(Protocol):
     def counts_tries(self) -> bool: ...
     def unapplied(self, limit: int, after: int) -> list[InboxRow]: ...
     def savepoint(self) -> AbstractContextManager[None]: ...
-    def finish(
-        self,
-        applied: Sequence[int],
-        rejected: Sequence[tuple[int, str]],
-        moved: Mapping[int, datetime],
-        forgiven: Sequence[int],
-        decisions: Rows,
-        now: datetime,
-    ) -> None: ...
+    def finish(self, outcome: Outcome) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an applying transaction did: the rows it applied and rejected (``moved``: their
+    effective times that are not their own), the rows that only waited (their tries are
+    forgiven), and the decisions, made at ``now``."""
+
+    applied: Sequence[int]
+    rejected: Sequence[tuple[int, str]]
+    moved: Mapping[int, datetime]
+    forgiven: Sequence[int]
+    decisions: Rows
+    now: datetime
 
 
 class Units(Protocol):
@@ -157,22 +163,15 @@ class TenantWork:
             self.keepable = False
             raise
 
-    def finish(
-        self,
-        applied: Sequence[int],
-        rejected: Sequence[tuple[int, str]],
-        moved: Mapping[int, datetime],
-        forgiven: Sequence[int],
-        decisions: Rows,
-        now: datetime,
-    ) -> None:
-        """Mark the rows this transaction applied or rejected (``moved``: the effective times
-        that are not the rows' own), forgive rows that only waited, queue the decisions."""
-        attempts.forgive(self.session, forgiven)
-        inbox.mark_applied(self.session, list(applied), now, moved)
-        for seq, reason in rejected:
+    def finish(self, outcome: Outcome) -> None:
+        """Mark the rows this transaction applied or rejected, forgive rows that only waited,
+        queue the decisions."""
+        now, moved = outcome.now, outcome.moved
+        attempts.forgive(self.session, outcome.forgiven)
+        inbox.mark_applied(self.session, list(outcome.applied), now, moved)
+        for seq, reason in outcome.rejected:
             inbox.mark(self.session, seq, inbox.REJECTED, now, reason, moved.get(seq))
-        outbox.add(self.session, decisions)
+        outbox.add(self.session, outcome.decisions)
 
 
 @dataclass

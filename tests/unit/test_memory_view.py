@@ -90,9 +90,7 @@ def check_indexes(view: InMemoryTenantView) -> None:
         holds = [h for h in view.holds.values() if h.respondent == rid]
         assert view.oldest_hold(rid) == min(holds, key=lambda h: h.seq, default=None)
         served = [e for e in view.queue.values() if e.group in respondent.groups]
-        head = min(
-            (e for e in served if e.excluded != rid), key=QueueEntry.order_key, default=None
-        )
+        head = min((e for e in served if e.excluded != rid), key=QueueEntry.order_key, default=None)
         assert view.queue_head(respondent.groups, rid) == head
     for entry in view.queue.values():
         ahead = [
