@@ -591,6 +591,10 @@ class _Run:
         raise _Pause
 
     def _fire(self, timer: Timer) -> None:
+        if timer.state != TimerState.ARMED:
+            # Cancelled by a timer fired before it from the same list: as if the list had been
+            # read after that one fired (batches must not decide what their size is).
+            return
         self._fault(f"timer:{timer.timer_id}")
         self.fired += 1
         settings = self.view.settings()

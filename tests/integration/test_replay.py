@@ -467,3 +467,28 @@ def stats_of(tmp_path: Path, name: str) -> list[dict[str, Any]]:
         return service_stats.rows(rt)
     finally:
         rt.engine.dispose()
+
+
+def test_a_timer_cancelled_by_one_fired_just_before_it_stays_cancelled(
+    tmp_path: Path, shop: Events
+) -> None:
+    # Given a conversation whose holder left (reassignment in 2 h) and which idles (closed
+    # after 1 h): both timers fall due before the run's end, and fire from one list
+    shop.event("tenant.updated", reassign_after_s=7200, close_after_idle_s=3600)
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=1)
+    shop.event("respondent.status", respondent="a", status="available")
+    shop.start("c1")
+    shop.event("respondent.status", respondent="a", status="unavailable")
+    # When the run ends three hours later
+    decisions = run(tmp_path, jsonl(shop.lines), until=shop.now + timedelta(hours=3), name="t")
+    # Then the idle close fired and cancelled the reassignment, which is not marked fired
+    assert [d["type"] for d in decisions][-1] == "conversation.closed"
+    assert timer_states(tmp_path, "t") == {"idle:c1:1": "fired", "reassign:c1:2": "cancelled"}
+
+
+def timer_states(tmp_path: Path, name: str) -> dict[str, str]:
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / f"{name}.db") as connection:
+        return dict(connection.execute("SELECT timer_id, state FROM timers").fetchall())
