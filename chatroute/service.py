@@ -322,11 +322,10 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, parsed: Parsed, *, caref
             if work is None:
                 return False
             run = _Run(work, DecisionWriter(now), now, rt, final, parsed, careful=careful)
-            try:
-                full, last_seq = _apply_pages(run, limit)
-                if not full:
-                    run.fire_due(now)
-            except _Pause:
+            full, last_seq = _apply_pages(run, limit)
+            if not full:
+                run.fire_due(now)
+            if run.paused:
                 full, last_seq = True, 0  # what is done commits; the rest in the next transaction
                 run.uncount_unreached()
                 work.keepable = False  # tries counted for later: the next reads them afresh
@@ -353,6 +352,8 @@ def _apply_pages(run: _Run, limit: int) -> tuple[bool, int]:
         if run.tries is not None:
             run.tries.count_rows([row.seq for row in clean])
         run.apply_rows(clean)
+        if run.paused:
+            return True, 0
         if len(clean) < len(rows):
             suspect = rows[len(clean)]
             if not run.progressed:
@@ -391,6 +392,9 @@ class _Run:
     # Rows waiting for their conversation to start, and the later rows they hold back.
     held: dict[str, list[InboxRow]] = field(default_factory=dict)
     fired: int = 0
+    # A suspect timer is next, or was just fired alone: the transaction ends here, and what
+    # is left waits for the next one.
+    paused: bool = False
     # Tries that end the worker are counted (PostgreSQL): what this try counted.
     tries: attempts.Tries | None = field(init=False)
 
@@ -428,8 +432,10 @@ class _Run:
         self.careful = True
         self.view.prefetch({row.conversation_id} if row.conversation_id else set())
         # Timers due before it fire first; a suspect one fires alone and ends this
-        # transaction (_Pause): the row must not be counted for a try it did not get.
+        # transaction (paused): the row must not be counted for a try it did not get.
         self._fire_before(row)
+        if self.paused:
+            return
         self.tries.count_rows([row.seq])
         self.apply_rows([row])
 
@@ -449,17 +455,21 @@ class _Run:
             self._apply_or_hold(row)
 
     def _apply_or_hold(self, row: InboxRow) -> None:
+        if self.paused:
+            return  # left for the next transaction
         conversation = row.conversation_id or ""
         starts_it = row.type == "conversation.started"
         if conversation in self.held and not starts_it:
             self.held[conversation].append(row)
             return
         moment = self._fire_before(row)
+        if self.paused:
+            return
         if not self.apply_row(row, moment):
             self.held.setdefault(conversation, []).append(row)
             return
         self.fire_due(moment)
-        if starts_it and conversation in self.held:
+        if starts_it and conversation in self.held and not self.paused:
             for waiting in self.held.pop(conversation):
                 self._apply_or_hold(waiting)
 
@@ -539,10 +549,10 @@ class _Run:
         """Fire the tenant's timers due at or before ``upto``, by (due, timer id).
 
         A timer whose firing a try never finished is fired alone in a transaction of its own,
-        or set aside after ``MAX_ATTEMPTS`` (see ``store.attempts``); ``_Pause`` ends the
+        or set aside after ``MAX_ATTEMPTS`` (see ``store.attempts``); ``paused`` ends the
         current transaction before it, or right after it.
         """
-        while timers := self.view.due_timers(upto):
+        while not self.paused and (timers := self.view.due_timers(upto)):
             armed = [t for t in timers if t.state == TimerState.ARMED]
             clean = (
                 armed
@@ -572,8 +582,9 @@ class _Run:
         return True
 
     def _fire_suspect(self, timer: Timer) -> None:
+        self.paused = True  # the suspect goes alone, and ends its transaction
         if self.progressed or self.fired:
-            raise _Pause  # commit what is done first: the suspect goes alone
+            return  # commit what is done first
         if attempts.tries(timer) >= attempts.MAX_ATTEMPTS:
             timer.state = TimerState.FAILED
             log.error(
@@ -588,7 +599,6 @@ class _Run:
             self.tries.count_timers([timer.timer_id])
             self.careful = True
             self._fire(timer)
-        raise _Pause
 
     def _fire(self, timer: Timer) -> None:
         if timer.state != TimerState.ARMED:
@@ -625,10 +635,6 @@ class _Run:
             log.error("event_or_timer_failed", error=repr(error), exc_info=True)
             self.view.forget()
             raise _Bug from error
-
-
-class _Pause(Exception):
-    """End the batch's transaction here: a suspect timer is next, or was just fired alone."""
 
 
 class _Bug(Exception):

@@ -4,13 +4,18 @@ kept in ``chat.events.rejected``; the conversation's later events and other tena
 
 from __future__ import annotations
 
+import io
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select
 
+from chatroute.settings import Settings
 from chatroute.store import attempts, tables
-from tests.builders import Events
+from chatroute.tools.replay import replay
+from tests.builders import Events, rfc3339
 from tests.e2e.harness import DecisionLog, Pipeline, Vhost, lines, wait_until
 
 pytestmark = pytest.mark.services
@@ -69,3 +74,80 @@ def test_an_event_that_kills_its_worker_is_set_aside_and_the_rest_goes_on(
     rejected = [d["data"] for d in decisions.decisions if d["type"] == "event.rejected"]
     assert rejected == [{"event_id": poison["id"], "type": "message.posted", "reason": reason}]
     assert "event_set_aside_after_crashes" in (tmp_path / "worker.log").read_text()
+
+
+def timers(database: str) -> dict[str, tuple[str, int]]:
+    engine = create_engine(database.replace("postgresql://", "postgresql+psycopg://"))
+    t = tables.timers.c
+    with engine.connect() as connection:
+        rows = connection.execute(select(t.timer_id, t.state, t.attempts)).all()
+    engine.dispose()
+    return {timer_id: (state, n) for timer_id, state, n in rows}
+
+
+def wake_timers(shop: Events, folder: Path) -> list[str]:
+    """The ids the wake timers of ``shop``'s events get (replayed: ids are deterministic)."""
+    replay(Settings(database_url=f"sqlite:///{folder}/ids.db"), lines(shop.lines), io.StringIO())
+    with sqlite3.connect(folder / "ids.db") as connection:
+        query = "SELECT timer_id FROM timers WHERE kind = 'wake' ORDER BY timer_id"
+        return [timer_id for (timer_id,) in connection.execute(query)]
+
+
+def conversations(now: datetime) -> Events:
+    """Three conversations of shop-1, assigned to its one respondent."""
+    shop = Events("shop-1", now=now, step=timedelta(milliseconds=1))
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=5)
+    for n in range(3):
+        shop.start(f"c{n}")
+    return shop
+
+
+def snooze(shop: Events, now: datetime) -> None:
+    """The three snoozed until 3 s after ``now``, so that they wake together."""
+    shop.at(now)
+    until = rfc3339(now + timedelta(seconds=3))
+    for n in range(3):
+        shop.event("conversation.snoozed", conversation=f"c{n}", respondent="a", until=until)
+
+
+def test_a_timer_that_kills_its_worker_is_set_aside_and_the_tenant_goes_on(
+    pg_url: str, vhost: Vhost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three snoozes that wake at the same moment, the second's wake killing its worker
+    # process every time, and a conversation that starts after the wakes
+    now = datetime.now(UTC)
+    ids = conversations(now)
+    snooze(ids, now)
+    first, poison, last = wake_timers(ids, tmp_path)
+    monkeypatch.setenv("CHATROUTE_FAULT_KILL_ON", f"timer:{poison}")
+    pipeline = Pipeline(pg_url, vhost.url, tmp_path, processes=2, threads=2)
+    decisions = DecisionLog(vhost.url)
+    pipeline.start()
+    shop = conversations(datetime.now(UTC))
+    try:
+        pipeline.publish(lines(shop.lines))
+        wait_until(lambda: len(assigned(decisions)) == 3, 60, "the pipeline running")
+        # (snoozed once it runs: a snooze applied after its wake time would fire it in its own
+        # transaction, and the snooze would be the one set aside)
+        published = len(shop.lines)
+        snooze(shop, datetime.now(UTC))
+        pipeline.publish(lines(shop.lines[published:]))
+        wait_until(lambda: timers(pg_url).get(poison, ("",))[0] == "failed", 120, "set aside")
+        published = len(shop.lines)
+        shop.at(datetime.now(UTC)).start("c9")
+        pipeline.publish(lines(shop.lines[published:]))
+        wait_until(lambda: "c9" in assigned(decisions), 30, "the tenant going on")
+    finally:
+        pipeline.stop()
+        decisions.stop()
+    # Then the poison timer is set aside after its tries (the others, tried in batches it
+    # ended, count those tries too), the others fired once each
+    states = timers(pg_url)
+    assert states[poison] == ("failed", attempts.MAX_ATTEMPTS)
+    assert {states[first][0], states[last][0]} == {"fired"}
+    woken = [
+        d["data"]["conversation"] for d in decisions.decisions if d["type"] == "conversation.woken"
+    ]
+    assert sorted(woken) == ["c0", "c2"]
+    assert "timer_set_aside_after_crashes" in (tmp_path / "worker.log").read_text()
