@@ -35,7 +35,7 @@ from benchmarks import pipeline as throughput
 from benchmarks import timers as lateness
 from benchmarks.pipeline import fresh_database, with_redis
 from benchmarks.workload import day
-from chatroute import bootstrap, logs, service
+from chatroute import apply, bootstrap, intake, logs
 from chatroute.settings import Settings
 from chatroute.store import tables
 from tests.builders import Events
@@ -235,14 +235,14 @@ def decision_cost(setting: Setting, decisions: int) -> float:
     for n in range(decisions):
         shop.start(f"new{n}")
         shop.event("conversation.closed", conversation=f"new{n}")
-    service.ingest(rt, [service.Incoming(body) for body in lines(shop.lines)])
+    intake.ingest(rt, [intake.Incoming(body) for body in lines(shop.lines)])
     # The fill's garbage is not the decisions' cost: a full collection of it, falling in the
     # timed window or not, moved this figure by a third from run to run.
     gc.collect()
     gc.freeze()
     started = time.perf_counter()
     try:
-        while service.apply_tenant(rt, "big"):
+        while apply.apply_tenant(rt, "big"):
             pass
         elapsed = time.perf_counter() - started
     finally:

@@ -1,4 +1,4 @@
-"""The AMQP edge: a message from ``chat.events`` as ``service.Incoming``, in either content
+"""The AMQP edge: a message from ``chat.events`` as ``intake.Incoming``, in either content
 mode of the CloudEvents AMQP protocol binding.
 
 - Structured mode (the contract's): the event is the JSON body; it passes as it is.
@@ -27,7 +27,7 @@ from pika.spec import Basic
 
 from chatroute.amqp import EVENT_CONTENT_TYPE
 from chatroute.errors import InvalidEvent
-from chatroute.service import Incoming
+from chatroute.intake import Incoming
 from chatroute.store.outbox import Origin
 from schemas.decisions import format_time
 from schemas.events import MAX_EVENT_BYTES, parse_json

@@ -1,6 +1,6 @@
 """dramatiq actors and the long-running processes around them. Thin: parse, load, decide,
-store, publish; the decisions are ``chatroute.domain``'s and the transactions
-``chatroute.service``'s.
+store, publish; the decisions are ``chatroute.domain``'s and the steps ``chatroute.intake``'s
+and ``chatroute.apply``'s.
 
 - ``broker``: the one place the global dramatiq broker is chosen (RabbitMQ or in-process).
 - ``routing``: ``apply_tenant``, applies a tenant's events in arrival order.

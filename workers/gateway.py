@@ -15,7 +15,7 @@ from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel
 
-from chatroute import amqp, cloudevents_amqp, logs, service
+from chatroute import amqp, cloudevents_amqp, intake, logs
 from chatroute.amqp import (
     GATEWAY_QUEUE,
     connect,
@@ -80,7 +80,7 @@ class Gateway:
 
     def _hand_off(self, channel: BlockingChannel, batch: list[tuple[Any, Any, bytes]]) -> None:
         messages = [cloudevents_amqp.incoming(*message) for message in batch]
-        tenants = service.ingest(self.rt, messages)
+        tenants = intake.ingest(self.rt, messages)
         for tenant in sorted(tenants):
             self.nudge(tenant)
         # Only now is the hand-off durable (inbox committed, nudges confirmed).

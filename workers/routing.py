@@ -8,7 +8,7 @@ broker.ensure()
 
 import dramatiq  # noqa: E402  (the broker must exist before any actor is defined)
 
-from chatroute import bootstrap, service  # noqa: E402
+from chatroute import apply, bootstrap  # noqa: E402
 
 
 @dramatiq.actor(
@@ -23,5 +23,5 @@ def apply_tenant(tenant: str, final: bool = False) -> None:
     rt = bootstrap.runtime()
     # Before reading: an event committed from now on sends a nudge of its own.
     rt.claims.release(broker.ROUTING_QUEUE, tenant)
-    while service.apply_tenant(rt, tenant, final=final):
+    while apply.apply_tenant(rt, tenant, final=final):
         pass

@@ -2,9 +2,10 @@
 
 A replay has one writer: nothing else reads or changes its database while it runs. So the
 tenants' state lives in ``InMemoryTenantView``s, the inbox and the outbox in lists, and the
-engine's steps (``chatroute.service``) run on them exactly as on the database. What a
-pipeline would have written goes to the database in large batches, in one transaction that
-commits at the end (``write``): a replay's database holds a whole run or none of it.
+engine's steps (``chatroute.intake``, ``chatroute.apply``) run on them exactly as on the
+database. What a pipeline would have written goes to the database in large batches, in one
+transaction that commits at the end (``write``): a replay's database holds a whole run or
+none of it.
 
 A database that holds events already (an earlier replay) is read first, and the replay goes
 on from its state, as the pipeline would.

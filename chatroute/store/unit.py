@@ -77,7 +77,7 @@ class Outcome:
 
 
 class Units(Protocol):
-    """The units of work the engine's steps (``chatroute.service``) run in."""
+    """The units of work the engine's steps (``chatroute.intake``, ``chatroute.apply``) run in."""
 
     def intake(self, keys: Collection[tuple[str, str]], take: Take) -> set[str]: ...
     def decisions_alone(self, decisions: Rows) -> None: ...

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import IO
 
-from chatroute import bootstrap, service
+from chatroute import apply, bootstrap, intake
 from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.bootstrap import Runtime
 from chatroute.clock import VirtualClock
@@ -114,7 +114,7 @@ class _Run:
     tenant: str
     first: datetime
     ends_before: datetime
-    messages: list[service.Incoming] = field(default_factory=list)
+    messages: list[intake.Incoming] = field(default_factory=list)
 
     def takes(self, event: Event, received: datetime, limit: int) -> bool:
         last = self.messages[-1].received_at if self.messages else self.first
@@ -133,7 +133,7 @@ class _Replayer:
         self.run: _Run | None = None
         self.window = timedelta(seconds=rt.settings.unknown_retry_s)
         self.nudged: dict[str, bool] = {}  # tenants to apply next, in order: final or not
-        self.parsed: dict[tuple[str, str], service.Incoming] = {}  # lines of this settling
+        self.parsed: dict[tuple[str, str], intake.Incoming] = {}  # lines of this settling
 
     def line(self, body: bytes, received: datetime | None = None) -> None:
         event = _valid(body)
@@ -149,7 +149,7 @@ class _Replayer:
         if self.run is None:
             self.run = self._start(event.tenant, received)
         if self.run.takes(event, received, self._limit):
-            message = service.Incoming(body, None, received, event=event)
+            message = intake.Incoming(body, None, received, event=event)
             self.parsed.setdefault((event.tenant, event.id), message)
             self.run.messages.append(message)
         else:
@@ -180,12 +180,12 @@ class _Replayer:
     def _single(self, body: bytes, received: datetime | None) -> None:
         """One line alone: not an event, or received before the clock's time (the clock does
         not go back, the line keeps its own reception time)."""
-        self._apply(received or _event_time(body), [service.Incoming(body, None, received)])
+        self._apply(received or _event_time(body), [intake.Incoming(body, None, received)])
 
-    def _apply(self, moment: datetime | None, messages: list[service.Incoming]) -> None:
+    def _apply(self, moment: datetime | None, messages: list[intake.Incoming]) -> None:
         if moment is not None:
             self.clock.advance_to(moment)
-        for tenant in service.ingest(self.rt, messages):
+        for tenant in intake.ingest(self.rt, messages):
             self._nudge(tenant)
         if self.clock.now() > self.swept:
             # Only a moving clock makes timers due or waiting events expire.
@@ -207,7 +207,7 @@ class _Replayer:
         while self.nudged:
             tenant = next(iter(self.nudged))
             final = self.nudged.pop(tenant)
-            while service.apply_tenant(self.rt, tenant, final=final, parsed=self.parsed):
+            while apply.apply_tenant(self.rt, tenant, final=final, parsed=self.parsed):
                 pass
         self.parsed.clear()
         self.units.relay(self.sink, self.rt.clock.now())

@@ -3,7 +3,7 @@
     .venv/bin/pip install atheris
     .venv/bin/python -m tests.fuzz.atheris_intake -max_total_time=600 -max_len=70000
 
-Seeds are the sample day's events and the victim's. For every input, ``service._verdict``
+Seeds are the sample day's events and the victim's. For every input, ``intake._verdict``
 (what the gateway makes of a message: ``parse_event``, then the identity of a rejection)
 must not raise; what it would store must be storable (no U+0000, no lone surrogate); a
 rejection must give a reason; and a valid event must make a domain command whose integers
@@ -20,8 +20,8 @@ from typing import Any
 
 import atheris
 
-with atheris.instrument_imports(include=["schemas", "chatroute.service"]):
-    from chatroute import service
+with atheris.instrument_imports(include=["schemas", "chatroute.intake"]):
+    from chatroute import intake
     from schemas import events
 
 from tests.fuzz.messages import VICTIM_EVENTS
@@ -51,7 +51,7 @@ def storable(value: Any) -> bool:
 
 
 def check(data: bytes) -> None:
-    verdict = service._verdict(service.Incoming(data), NOW)
+    verdict = intake._verdict(intake.Incoming(data), NOW)
     row = {k: v for k, v in verdict.row.items() if k != "body" or verdict.key is not None}
     assert storable(row), row
     if verdict.reason is not None:

@@ -24,7 +24,7 @@ from typing import Any
 from hypothesis import HealthCheck
 from sqlalchemy import func, select
 
-from chatroute import bootstrap, service
+from chatroute import apply, bootstrap, intake
 from chatroute.clock import VirtualClock
 from chatroute.errors import InvalidEvent, reason_kind
 from chatroute.settings import Settings
@@ -61,7 +61,7 @@ class Expected:
 def intake_reason(message: Message) -> str | None:
     content_type = message.content_type
     base = (content_type or "").split(";")[0].strip().lower()
-    if content_type is not None and base not in service.ACCEPTED_CONTENT_TYPES:
+    if content_type is not None and base not in intake.ACCEPTED_CONTENT_TYPES:
         return (
             f"content type {content_type!r} is not application/cloudevents+json or application/json"
         )
@@ -80,10 +80,10 @@ def identity(body: bytes) -> tuple[str, str | None, Key | None]:
         return event.tenant, event.id, (event.tenant, event.id)
     except InvalidEvent:
         tenant, event_id, _ = best_effort_identity(body)
-    if event_id is not None and not 0 < len(event_id) <= service.MAX_ID:
+    if event_id is not None and not 0 < len(event_id) <= intake.MAX_ID:
         event_id = None
-    if tenant is None or not service.TENANT.fullmatch(tenant):
-        return service.UNKNOWN_TENANT, event_id, None
+    if tenant is None or not intake.TENANT.fullmatch(tenant):
+        return intake.UNKNOWN_TENANT, event_id, None
     return tenant, event_id, None if event_id is None else (tenant, event_id)
 
 
@@ -170,15 +170,15 @@ class Census:
 
 
 def take(rt: bootstrap.Runtime, messages: Iterable[Message]) -> set[str]:
-    incoming = [service.Incoming(m.body, m.content_type) for m in messages]
-    return service.ingest(rt, incoming) if incoming else set()
+    incoming = [intake.Incoming(m.body, m.content_type) for m in messages]
+    return intake.ingest(rt, incoming) if incoming else set()
 
 
 def drain(rt: bootstrap.Runtime, tenants: Iterable[str]) -> None:
     """Apply each tenant's events as the workers would, until none is left to do."""
     for tenant in sorted(tenants):
         for _ in range(10_000):
-            if not service.apply_tenant(rt, tenant):
+            if not apply.apply_tenant(rt, tenant):
                 break
         else:
             raise AssertionError(f"apply_tenant({tenant!r}) never ran out of work")
@@ -303,7 +303,7 @@ class World:
                 assert (tenant, cause) in accepted or cause.startswith("timer:"), cause
 
     def _same_as_twin(self, batch: Sequence[Message], marks: tuple[int, int]) -> None:
-        tenants = {identity(m.body)[0] for m in batch} - {VICTIM, service.UNKNOWN_TENANT}
+        tenants = {identity(m.body)[0] for m in batch} - {VICTIM, intake.UNKNOWN_TENANT}
         for tenant in sorted(tenants):
             main = snapshot(self.rt, tenant), decisions_since(self.rt, tenant, marks[0])
             twin = snapshot(self.twin, tenant), decisions_since(self.twin, tenant, marks[1])
@@ -313,16 +313,16 @@ class World:
 def _spy_on_careful_tries(world: World) -> Callable[[], None]:
     """Count the batches applied again carefully: each means a bug raised on some event,
     which careful mode then hides (its outcome may be right, the traceback is logged)."""
-    real = service._apply_batch
+    real = apply._apply_batch
 
     def spy(*args: Any, careful: bool) -> bool:
         world.careful_tries += careful
         return real(*args, careful=careful)
 
-    service._apply_batch = spy  # type: ignore[assignment]
+    apply._apply_batch = spy  # type: ignore[assignment]
 
     def undo() -> None:
-        service._apply_batch = real  # type: ignore[assignment]
+        apply._apply_batch = real  # type: ignore[assignment]
 
     return undo
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, update
 
-from chatroute import bootstrap, service, stats
+from chatroute import apply, bootstrap, intake, stats
 from chatroute.clock import VirtualClock
 from chatroute.health import LATE_S, ROLES, check
 from chatroute.settings import Settings
@@ -81,8 +81,8 @@ def test_the_stats_worker_is_late_by_its_oldest_change_not_counted(db_url: str) 
     shop.respondent("a", ["G"], slots=1)
     shop.start("c1")
     rt = bootstrap.build(settings, VirtualClock(LATE), migrate=True)
-    service.ingest(rt, [service.Incoming(json.dumps(e).encode()) for e in shop.lines])
-    service.apply_tenant(rt, "shop-1")
+    intake.ingest(rt, [intake.Incoming(json.dumps(e).encode()) for e in shop.lines])
+    apply.apply_tenant(rt, "shop-1")
     # Then the stats worker is late by that long, and only it
     report = check(settings, "stats", NOW)
     assert report["stats_lag_s"] == pytest.approx(LATE_S + 30)
@@ -96,9 +96,9 @@ def test_the_stats_worker_is_late_by_its_oldest_change_not_counted(db_url: str) 
 def deliver(settings: Settings, at: datetime, events: list[dict[str, object]]) -> None:
     """``events`` taken in and applied at ``at``, as the gateway and a worker would."""
     rt = bootstrap.build(settings, VirtualClock(at), migrate=True)
-    service.ingest(rt, [service.Incoming(json.dumps(e).encode()) for e in events])
+    intake.ingest(rt, [intake.Incoming(json.dumps(e).encode()) for e in events])
     for tenant in {str(e["tenant"]) for e in events}:
-        service.apply_tenant(rt, tenant)
+        apply.apply_tenant(rt, tenant)
     rt.engine.dispose()
 
 

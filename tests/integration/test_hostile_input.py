@@ -14,7 +14,7 @@ from pika.spec import Basic
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from chatroute import bootstrap, cloudevents_amqp, service
+from chatroute import apply, bootstrap, cloudevents_amqp, intake
 from chatroute.settings import Settings
 from chatroute.store import tables
 from chatroute.store.outbox import Origin
@@ -31,8 +31,8 @@ def rt(db_url: str) -> Iterator[bootstrap.Runtime]:
 
 def take_in(rt: bootstrap.Runtime, *bodies: bytes, content_type: str | None = None) -> None:
     """The gateway's intake, then the workers until every tenant is done."""
-    for tenant in service.ingest(rt, [service.Incoming(b, content_type) for b in bodies]):
-        while service.apply_tenant(rt, tenant):
+    for tenant in intake.ingest(rt, [intake.Incoming(b, content_type) for b in bodies]):
+        while apply.apply_tenant(rt, tenant):
             pass
 
 
@@ -220,7 +220,7 @@ def test_a_message_that_hits_a_bug_in_the_intake_is_set_aside_and_the_batch_goes
             raise TypeError("a bug")
         return parse_event(body)
 
-    monkeypatch.setattr(service, "parse_event", buggy)
+    monkeypatch.setattr(intake, "parse_event", buggy)
     shop = Events("shop-1")
     shop.event("tenant.updated", reassign_after_s=60)
     shop.event("tenant.updated", reassign_after_s=61)
@@ -242,10 +242,10 @@ def test_the_database_failing_fails_the_intake_whole(
     def down(*args: Any) -> Any:
         raise OperationalError("SELECT", {}, ConnectionError("database down"))
 
-    monkeypatch.setattr(service.inbox, "bodies", down)
+    monkeypatch.setattr(intake.inbox, "bodies", down)
     event = Events("shop-1").event("tenant.updated", reassign_after_s=60)
     with pytest.raises(OperationalError):
-        service.ingest(rt, [service.Incoming(dumps(event))])
+        intake.ingest(rt, [intake.Incoming(dumps(event))])
     assert outbox_size(rt) == 0
 
 
@@ -266,13 +266,13 @@ def test_a_rule_created_and_deleted_in_one_batch_applies_at_the_first_try(
     # Found by the fuzz: deleting the rule, not yet written, raised; the batch failed and was
     # applied again event by event ("batch_failed" with a traceback, every time)
     tries: list[bool] = []  # careful or not, each try of a batch
-    real = service._apply_batch
+    real = apply._apply_batch
 
     def spy(*args: Any, careful: bool) -> bool:
         tries.append(careful)
         return real(*args, careful=careful)
 
-    monkeypatch.setattr(service, "_apply_batch", spy)
+    monkeypatch.setattr(apply, "_apply_batch", spy)
     shop = Events("shop-1")
     shop.rule("r", "G")
     shop.event("rule.deleted", rule="r")

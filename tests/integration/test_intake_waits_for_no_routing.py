@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select, update
 
-from chatroute import bootstrap, service
+from chatroute import bootstrap, intake
 from chatroute.settings import Settings
 from chatroute.store import tables
 from tests.builders import Events
@@ -27,8 +27,8 @@ def rt(pg_url: str) -> Iterator[bootstrap.Runtime]:
     runtime.engine.dispose()
 
 
-def incoming(*events: dict) -> list[service.Incoming]:
-    return [service.Incoming(json.dumps(e).encode()) for e in events]
+def incoming(*events: dict) -> list[intake.Incoming]:
+    return [intake.Incoming(json.dumps(e).encode()) for e in events]
 
 
 def start(shop: Events, conversation: str) -> dict:
@@ -40,7 +40,7 @@ def test_events_are_taken_in_while_a_routing_transaction_holds_their_tenant(
 ) -> None:
     # Given hot's row locked and changed by a routing transaction that has not committed
     hot, cold = Events("hot"), Events("cold")
-    service.ingest(rt, incoming(start(hot, "c1")))
+    intake.ingest(rt, incoming(start(hot, "c1")))
     t = tables.tenants.c
     with rt.engine.connect() as routing:
         routing.execute(select(t.tenant).where(t.tenant == "hot").with_for_update())
@@ -51,7 +51,7 @@ def test_events_are_taken_in_while_a_routing_transaction_holds_their_tenant(
         )
         # When events of hot and of a new tenant arrive
         started = time.monotonic()
-        nudged = service.ingest(rt, incoming(start(hot, "c2"), start(cold, "c1")))
+        nudged = intake.ingest(rt, incoming(start(hot, "c2"), start(cold, "c1")))
         took = time.monotonic() - started
         routing.rollback()
     # Then both are recorded at once, for their tenants to be nudged

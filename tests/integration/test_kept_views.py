@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event, select
 
 from benchmarks.workload import day
-from chatroute import bootstrap, service
+from chatroute import apply, bootstrap, intake
 from chatroute.clock import VirtualClock
 from chatroute.domain.model import TenantSettings
 from chatroute.settings import Settings
@@ -42,12 +42,12 @@ def run_day(appliers: list[bootstrap.Runtime], clock: VirtualClock, events: list
     for chunk in chunks(events, 25):
         clock.advance_to(datetime.fromisoformat(chunk[-1]["time"]))
         messages = [
-            service.Incoming(json.dumps(e).encode(), None, datetime.fromisoformat(e["time"]))
+            intake.Incoming(json.dumps(e).encode(), None, datetime.fromisoformat(e["time"]))
             for e in chunk
         ]
-        for tenant in sorted(service.ingest(appliers[0], messages) | tenants_of(chunk)):
+        for tenant in sorted(intake.ingest(appliers[0], messages) | tenants_of(chunk)):
             applier = choose.choice(appliers)
-            while service.apply_tenant(applier, tenant):
+            while apply.apply_tenant(applier, tenant):
                 applier = choose.choice(appliers)
 
 
@@ -111,23 +111,23 @@ def test_a_view_is_used_again_only_while_no_other_process_applied_the_tenant(
         site.respondent("a", ["G"], slots=3)
     reads = rule_reads(first)
 
-    def apply(rt: bootstrap.Runtime, site: Events, conversation: str) -> None:
+    def start(rt: bootstrap.Runtime, site: Events, conversation: str) -> None:
         site.lines = []
         site.start(conversation)
-        service.ingest(rt, [service.Incoming(json.dumps(e).encode()) for e in site.lines])
-        while service.apply_tenant(rt, site.tenant):
+        intake.ingest(rt, [intake.Incoming(json.dumps(e).encode()) for e in site.lines])
+        while apply.apply_tenant(rt, site.tenant):
             pass
 
     try:
-        service.ingest(first, [service.Incoming(json.dumps(e).encode()) for e in shop.lines])
-        service.ingest(first, [service.Incoming(json.dumps(e).encode()) for e in bank.lines])
-        apply(first, shop, "c1")
-        apply(first, bank, "c1")
+        intake.ingest(first, [intake.Incoming(json.dumps(e).encode()) for e in shop.lines])
+        intake.ingest(first, [intake.Incoming(json.dumps(e).encode()) for e in bank.lines])
+        start(first, shop, "c1")
+        start(first, bank, "c1")
         assert len(reads) == 2  # each tenant's rules, once
-        apply(first, shop, "c2")  # its own view, still current: nothing to read again
+        start(first, shop, "c2")  # its own view, still current: nothing to read again
         assert len(reads) == 2
-        apply(other, shop, "c3")  # another process fills the last slot ...
-        apply(first, shop, "c4")  # ... so this one reads the tenant afresh, and queues c4
+        start(other, shop, "c3")  # another process fills the last slot ...
+        start(first, shop, "c4")  # ... so this one reads the tenant afresh, and queues c4
         assert len(reads) == 3
         queued = [json.loads(d) for d in decisions(first)]
         assert {(d["tenant"], d["type"], d["data"]["conversation"]) for d in queued} >= {
@@ -148,9 +148,9 @@ def test_a_process_that_keeps_no_rows_reads_each_transaction_afresh(sqlite_url: 
     reads = rule_reads(rt)
     for conversation in ("c1", "c2"):
         shop.start(conversation)
-        service.ingest(rt, [service.Incoming(json.dumps(e).encode()) for e in shop.lines])
+        intake.ingest(rt, [intake.Incoming(json.dumps(e).encode()) for e in shop.lines])
         shop.lines = []
-        while service.apply_tenant(rt, "shop-1"):
+        while apply.apply_tenant(rt, "shop-1"):
             pass
     assert len(reads) == 2
     rt.engine.dispose()

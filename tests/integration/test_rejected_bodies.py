@@ -14,7 +14,7 @@ import pytest
 from pika.spec import Basic
 from sqlalchemy import select
 
-from chatroute import bootstrap, cloudevents_amqp, service
+from chatroute import bootstrap, cloudevents_amqp, intake
 from chatroute.settings import Settings
 from chatroute.store import tables
 from chatroute.store.outbox import Origin
@@ -65,9 +65,9 @@ def test_a_2mb_event_is_kept_as_its_first_64_kib_with_its_size_digest_and_origin
     # Given a 2 MB event, published with a routing key and a content type
     body = big_event()
     origin = Origin(routing_key="rule.deleted", content_type="application/json")
-    message = service.Incoming(body, "application/json", origin=origin)
+    message = intake.Incoming(body, "application/json", origin=origin)
     # When it comes in
-    service.ingest(rt, [message])
+    intake.ingest(rt, [message])
     # Then it is rejected for its size, and only its first 64 KiB are kept, in the inbox
     [row] = inbox_rows(rt)
     assert row.reason == f"event larger than 64 KiB ({MB_2} bytes)"
@@ -89,7 +89,7 @@ def test_a_2mb_event_is_kept_as_its_first_64_kib_with_its_size_digest_and_origin
 
 
 def test_a_small_rejected_body_is_kept_whole_and_says_so(rt: bootstrap.Runtime) -> None:
-    service.ingest(rt, [service.Incoming(b"{not json")])
+    intake.ingest(rt, [intake.Incoming(b"{not json")])
     [(kept, headers)] = copies(rt)
     assert kept == b"{not json" and headers["x-body-truncated"] is False
     assert (headers["x-body-size"], headers["x-body-sha256"]) == (9, sha256(b"{not json"))
@@ -105,7 +105,7 @@ def test_big_bodies_with_the_same_head_are_told_apart_by_their_whole_digest(
     garbage = [b"?" * (MB_2 - 1) + b"a", b"?" * (MB_2 - 1) + b"b"]
     # When each comes, then each again (a redelivery)
     for body in [*events, *garbage] * 2:
-        service.ingest(rt, [service.Incoming(body)])
+        intake.ingest(rt, [intake.Incoming(body)])
     # Then each is rejected and kept once, by its own digest, and no more
     kept = copies(rt)
     assert [headers["x-body-sha256"] for _, headers in kept] == [
@@ -125,7 +125,7 @@ def test_a_binary_mode_message_is_kept_as_its_structured_translation(
     properties = pika.BasicProperties(content_type="text/plain", headers=headers)
     method = Basic.Deliver(routing_key="conversation.closed")
     # When it comes in
-    service.ingest(rt, [cloudevents_amqp.incoming(method, properties, b"closed!")])
+    intake.ingest(rt, [cloudevents_amqp.incoming(method, properties, b"closed!")])
     # Then it is rejected saying why, under its tenant and id (a redelivery is a repeat)
     [row] = inbox_rows(rt)
     assert row.event_id == event["id"]

@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import OperationalError
 
-from chatroute import bootstrap, service
+from chatroute import apply, bootstrap, intake
 from chatroute.clock import VirtualClock
 from chatroute.settings import Settings
 from chatroute.store import attempts, inbox, outbox, tables, unit
@@ -29,16 +29,14 @@ def rt(db_url: str) -> Iterator[bootstrap.Runtime]:
     runtime.engine.dispose()
 
 
-def incoming(*events: dict) -> list[service.Incoming]:
-    return [
-        service.Incoming(json.dumps(e).encode(), "application/cloudevents+json") for e in events
-    ]
+def incoming(*events: dict) -> list[intake.Incoming]:
+    return [intake.Incoming(json.dumps(e).encode(), "application/cloudevents+json") for e in events]
 
 
-def received_when_dated(*events: dict) -> list[service.Incoming]:
+def received_when_dated(*events: dict) -> list[intake.Incoming]:
     """``events`` received at the times they carry, so they fall before or after a timer."""
     return [
-        service.Incoming(json.dumps(e).encode(), None, datetime.fromisoformat(e["time"]))
+        intake.Incoming(json.dumps(e).encode(), None, datetime.fromisoformat(e["time"]))
         for e in events
     ]
 
@@ -61,8 +59,8 @@ def test_migrating_twice_changes_nothing(rt: bootstrap.Runtime) -> None:
 def test_an_event_seen_again_is_recorded_once_and_nudges_nothing(rt: bootstrap.Runtime) -> None:
     shop = Events("shop-1")
     event = shop.event("respondent.updated", respondent="a", groups=["G"], slots=1)
-    assert service.ingest(rt, incoming(event, event)) == {"shop-1"}
-    assert service.ingest(rt, incoming(event)) == set()
+    assert intake.ingest(rt, incoming(event, event)) == {"shop-1"}
+    assert intake.ingest(rt, incoming(event)) == set()
     assert count(rt, tables.inbox) == 1
 
 
@@ -70,8 +68,8 @@ def test_a_rejected_event_is_recorded_so_its_redelivery_decides_nothing(
     rt: bootstrap.Runtime,
 ) -> None:
     bad = Events("shop-1").event("respondent.updated", respondent="a", groups=["G"], slots=-3)
-    service.ingest(rt, incoming(bad))
-    service.ingest(rt, incoming(bad))
+    intake.ingest(rt, incoming(bad))
+    intake.ingest(rt, incoming(bad))
     assert count(rt, tables.inbox, tables.inbox.c.state == "rejected") == 1
     # one event.rejected decision and one kept copy of the body
     with rt.engine.connect() as connection:
@@ -94,7 +92,7 @@ def test_a_rejected_event_is_recorded_so_its_redelivery_decides_nothing(
 
 def test_a_wrong_content_type_is_rejected(rt: bootstrap.Runtime) -> None:
     event = Events("shop-1").event("rule.deleted", rule="x")
-    service.ingest(rt, [service.Incoming(json.dumps(event).encode(), "text/xml")])
+    intake.ingest(rt, [intake.Incoming(json.dumps(event).encode(), "text/xml")])
     with rt.engine.connect() as connection:
         body = connection.scalar(select(tables.outbox.c.body).where(tables.outbox.c.exchange != ""))
     assert json.loads(body)["data"]["reason"] == (
@@ -104,8 +102,8 @@ def test_a_wrong_content_type_is_rejected(rt: bootstrap.Runtime) -> None:
 
 def test_a_relay_that_dies_before_marking_republishes_the_same_ids(rt: bootstrap.Runtime) -> None:
     shop = Events("shop-1")
-    service.ingest(rt, incoming(shop.event("rule.deleted", rule="nope")))
-    service.apply_tenant(rt, "shop-1")
+    intake.ingest(rt, incoming(shop.event("rule.deleted", rule="nope")))
+    apply.apply_tenant(rt, "shop-1")
     published: list[OutgoingMessage] = []
 
     def crash_after_publishing(messages: list[OutgoingMessage]) -> None:
@@ -134,8 +132,8 @@ def test_a_waiting_relay_wakes_when_a_transaction_adds_decisions(
         waiting.start()
         time.sleep(0.2)  # let it block in the wait
         assert not woken.is_set()
-        service.ingest(rt, incoming(Events("shop-1").event("rule.deleted", rule="nope")))
-        service.apply_tenant(rt, "shop-1")  # its rejection goes to the outbox
+        intake.ingest(rt, incoming(Events("shop-1").event("rule.deleted", rule="nope")))
+        apply.apply_tenant(rt, "shop-1")  # its rejection goes to the outbox
         assert woken.wait(10.0), "the relay was not woken by the commit"
         assert outbox.relay_once(connection, lambda messages: None, datetime.now(UTC)) == 2
     rt.engine.dispose()
@@ -162,13 +160,13 @@ def test_apply_is_idempotent_and_skips_a_tenant_another_worker_holds(
     shop.rule("all", "G")
     shop.respondent("a", ["G"], slots=1)
     shop.start("c1")
-    service.ingest(rt, incoming(*shop.lines))
+    intake.ingest(rt, incoming(*shop.lines))
     if db_url.startswith("postgresql"):
         with unit.tenant_work(rt.sessions, "shop-1", rt.clock.now()) as holder:
             assert holder is not None
-            assert service.apply_tenant(rt, "shop-1") is False  # skipped, not blocked
-    service.apply_tenant(rt, "shop-1")
-    service.apply_tenant(rt, "shop-1")
+            assert apply.apply_tenant(rt, "shop-1") is False  # skipped, not blocked
+    apply.apply_tenant(rt, "shop-1")
+    apply.apply_tenant(rt, "shop-1")
     assert count(rt, tables.inbox, tables.inbox.c.state == "applied") == len(shop.lines)
     assert count(rt, tables.outbox) == 1
 
@@ -209,12 +207,12 @@ def test_one_batch_decides_what_one_event_per_batch_decides(db_url: str, tmp_pat
         Settings(database_url=f"sqlite:///{tmp_path}/lines.db"), migrate=True
     )
     for event in events:
-        service.ingest(per_line, incoming(event))
-        while service.apply_tenant(per_line, "shop-1"):
+        intake.ingest(per_line, incoming(event))
+        while apply.apply_tenant(per_line, "shop-1"):
             pass
     whole = bootstrap.build(Settings(database_url=db_url), migrate=True)
-    service.ingest(whole, incoming(*events))
-    while service.apply_tenant(whole, "shop-1"):
+    intake.ingest(whole, incoming(*events))
+    while apply.apply_tenant(whole, "shop-1"):
         pass
     assert decisions(whole) == decisions(per_line)
     assert decisions(whole)[2:4] == [
@@ -253,8 +251,8 @@ def snoozed_for_ten_minutes(
     for cid in conversations:
         shop.start(cid)
         shop.event("conversation.snoozed", conversation=cid, respondent="a", until=rfc3339(until))
-    service.ingest(rt, incoming(*shop.lines))
-    while service.apply_tenant(rt, "shop-1"):
+    intake.ingest(rt, incoming(*shop.lines))
+    while apply.apply_tenant(rt, "shop-1"):
         pass
     return rt, shop, until
 
@@ -266,7 +264,7 @@ def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
     shop = one_respondent_and_c1()
     poison = shop.event("message.posted", conversation="c1", author="visitor")
     shop.start("c2")
-    service.ingest(rt, incoming(*shop.lines))
+    intake.ingest(rt, incoming(*shop.lines))
     c = tables.inbox.c
     # Given a batch whose try died (its rows counted, nothing applied), and then two more
     # tries of the poison event alone that died too
@@ -275,7 +273,7 @@ def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
     attempts.count(rt.engine, [poison_seq])
     attempts.count(rt.engine, [poison_seq])
     # When the tenant is applied again
-    while service.apply_tenant(rt, "shop-1"):
+    while apply.apply_tenant(rt, "shop-1"):
         pass
     # Then every other event is applied, one transaction each, and the poison is set aside
     states = unapplied_attempts(rt)
@@ -286,8 +284,8 @@ def test_rows_whose_tries_ended_the_worker_are_applied_alone_then_set_aside(
     assert reason == "set aside: 3 tries ended the worker process"
     # And a batch that finishes leaves no count behind, so later events go in batches again
     shop.event("conversation.closed", conversation="c2")
-    service.ingest(rt, incoming(shop.lines[-1]))
-    service.apply_tenant(rt, "shop-1")
+    intake.ingest(rt, incoming(shop.lines[-1]))
+    apply.apply_tenant(rt, "shop-1")
     assert unapplied_attempts(rt)[shop.lines[-1]["id"]] == ("applied", 1)
     rt.engine.dispose()
 
@@ -299,21 +297,21 @@ def test_a_try_that_ends_with_an_exception_takes_its_counts_back(
     rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
     shop = one_respondent_and_c1()
     shop.start("c2")
-    service.ingest(rt, incoming(*shop.lines))
+    intake.ingest(rt, incoming(*shop.lines))
 
     def server_gone(*_: object) -> None:
         raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
 
     # Given a try that ends with a database error (its process lives on)
-    monkeypatch.setattr(service.lifecycle, "handle", server_gone)
+    monkeypatch.setattr(apply.lifecycle, "handle", server_gone)
     with pytest.raises(OperationalError):
-        service.apply_tenant(rt, "shop-1")
+        apply.apply_tenant(rt, "shop-1")
     # Then its rows keep no try
     assert {n for _, n in unapplied_attempts(rt).values()} == {0}
     # Given another, whose counts the database cannot take back at once
     with pytest.raises(OperationalError), monkeypatch.context() as down:
         down.setattr(attempts.Tries, "take_back", server_gone)
-        service.apply_tenant(rt, "shop-1")
+        apply.apply_tenant(rt, "shop-1")
     # When the database answers, the counts go back soon, without waiting for another try
     monkeypatch.undo()
     deadline = time.monotonic() + 5
@@ -321,7 +319,7 @@ def test_a_try_that_ends_with_an_exception_takes_its_counts_back(
         assert time.monotonic() < deadline, unapplied_attempts(rt)
         time.sleep(0.05)
     # And the rows apply together, not one per transaction as suspects (each would count 2)
-    while service.apply_tenant(rt, "shop-1"):
+    while apply.apply_tenant(rt, "shop-1"):
         pass
     assert set(unapplied_attempts(rt).values()) == {("applied", 1)}
     rt.engine.dispose()
@@ -334,14 +332,14 @@ def test_a_suspect_row_behind_suspect_timers_is_counted_once_when_tried(pg_url: 
     rt, shop, _ = snoozed_for_ten_minutes(pg_url, clock, "c1", "c2")
     # Given two wake-ups and a later event, all three in a try that never finished
     late = shop.at(START + timedelta(minutes=11)).event("conversation.closed", conversation="c1")
-    service.ingest(rt, received_when_dated(late))
+    intake.ingest(rt, received_when_dated(late))
     t = tables.timers.c
     with rt.engine.begin() as connection:
         connection.execute(update(tables.timers).values(attempts=1))
     attempts.count(rt.engine, [row.seq for row in inbox_rows(rt)])
     clock.advance_to(START + timedelta(minutes=12))
     # When the tenant is applied again, each alone
-    while service.apply_tenant(rt, "shop-1"):
+    while apply.apply_tenant(rt, "shop-1"):
         pass
     # Then both timers fired and the event applied, tried once more each, not set aside
     with rt.engine.connect() as connection:
@@ -358,14 +356,14 @@ def test_rows_a_suspect_timer_left_unreached_are_not_counted(pg_url: str) -> Non
         connection.execute(update(tables.timers).values(attempts=1))
     shop.at(until - timedelta(minutes=1)).start("c2")
     shop.at(until + timedelta(minutes=1)).start("c3")
-    service.ingest(rt, received_when_dated(*shop.lines[-2:]))
+    intake.ingest(rt, received_when_dated(*shop.lines[-2:]))
     clock.advance_to(until + timedelta(minutes=2))
     # When the batch reaches the wake-up, it ends there (the wake-up fires alone next)
-    assert service.apply_tenant(rt, "shop-1")
+    assert apply.apply_tenant(rt, "shop-1")
     # Then the row after it was not counted: it was not tried
     c3 = shop.lines[-1]["id"]
     assert unapplied_attempts(rt)[c3] == ("new", 0)
-    while service.apply_tenant(rt, "shop-1"):
+    while apply.apply_tenant(rt, "shop-1"):
         pass
     assert unapplied_attempts(rt)[c3] == ("applied", 1)
     rt.engine.dispose()
@@ -383,7 +381,7 @@ def test_bodies_without_a_usable_tenant_are_each_kept_even_when_they_share_an_id
     first = b'{"specversion": "1.0", "id": "e1", "tenant": "", "data": {}}'
     second = b'{"specversion": "1.0", "id": "e1", "tenant": "", "data": {"x": 1}}'
     for body in (first, second, first):
-        service.ingest(rt, [service.Incoming(body)])
+        intake.ingest(rt, [intake.Incoming(body)])
     with rt.engine.connect() as connection:
         kept = connection.scalars(
             select(tables.outbox.c.body).where(tables.outbox.c.exchange == "")
@@ -403,7 +401,7 @@ def test_a_timer_whose_firings_ended_the_worker_is_fired_alone_or_set_aside(pg_u
             update(tables.timers).where(t.conversation_id == "c2").values(attempts=1)
         )
     clock.advance_to(START + timedelta(minutes=11))
-    while service.apply_tenant(rt, "shop-1"):
+    while apply.apply_tenant(rt, "shop-1"):
         pass
     with rt.engine.connect() as connection:
         states = dict(connection.execute(select(t.conversation_id, t.state)).all())

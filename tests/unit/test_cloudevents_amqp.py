@@ -17,7 +17,7 @@ from pika.spec import Basic
 
 from chatroute import cloudevents_amqp
 from chatroute.errors import InvalidEvent
-from chatroute.service import Incoming
+from chatroute.intake import Incoming
 from chatroute.store.outbox import Origin
 from schemas.events import Event, parse_event
 
