@@ -213,7 +213,10 @@ class _Run:
         }
         try:
             with self.crashes.isolated(self.work):
-                decisions = lifecycle.handle(self.view, to_command(event), moment)
+                command = to_command(event)
+                if self.rt.recast is not None:
+                    command = self.rt.recast(self.view, command)
+                decisions = lifecycle.handle(self.view, command, moment)
         except Bug as bug:
             self._reject(row, f"internal error ({bug.__cause__!r}); event set aside")
         except UnknownConversation as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, event
@@ -10,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from chatroute import logs, nudges
 from chatroute.clock import Clock, SystemClock
+from chatroute.domain.commands import Command
+from chatroute.domain.ports import TenantView
 from chatroute.settings import Settings
 from chatroute.store import db
 from chatroute.store.mapping import start_mappers
@@ -27,7 +30,12 @@ class Runtime:
     # The units of work the steps run in: on the database (with the tenants' views this
     # process keeps between their transactions), or in memory for ``chatroute replay``.
     units: Units
+    # A what-if run recasts the recording's respondents' actions (``domain.whatif``); None:
+    # every event applies as it came.
+    recast: Recast | None = None
 
+
+Recast = Callable[[TenantView, Command], Command]
 
 _lock = threading.Lock()
 _current: Runtime | None = None

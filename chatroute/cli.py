@@ -9,8 +9,10 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -91,6 +93,23 @@ def _parser() -> argparse.ArgumentParser:
         help='lines are {"body": ..., "received_at": ...}: messages as a pipeline received them',
     )
     replay.set_defaults(run=_replay)
+
+    whatif = sub.add_parser(
+        "whatif", help="replay a day as recorded and with configuration changes, and compare"
+    )
+    whatif.add_argument("events", type=Path, help="a JSON-lines file of events (the day)")
+    whatif.add_argument(
+        "--change",
+        type=Path,
+        required=True,
+        help="a JSON-lines file of configuration events (rule.*, group.updated, "
+        "respondent.updated, respondent.status, tenant.updated), each applied to its tenant "
+        "before the tenant's first event and held all day",
+    )
+    whatif.add_argument("--until", type=_time, help="fire timers due by this time at the end")
+    whatif.add_argument("--json", action="store_true", help="the contract's JSON, not a table")
+    whatif.add_argument("--keep", type=Path, help="keep the two runs' SQLite databases here")
+    whatif.set_defaults(run=_whatif)
 
     stats = sub.add_parser("stats", help="statistics per respondent, group or day")
     stats.add_argument("--db")
@@ -188,6 +207,38 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
             print(f"chatroute replay: {error}", file=sys.stderr)
             return 2
     return 0
+
+
+def _whatif(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.tools.whatif import InvalidChange, read_change, render, whatif
+
+    for path in (args.events, args.change):
+        if not path.exists():
+            print(f"chatroute whatif: no such file: {path}", file=sys.stderr)
+            return 2
+    try:
+        with args.change.open("rb") as lines:
+            change = read_change(lines)
+    except InvalidChange as error:
+        print(f"chatroute whatif: {args.change}: {error}", file=sys.stderr)
+        return 2
+    with _folder(args.keep) as folder:
+        compared = whatif(args.events, change, folder, args.until)
+    for tenant in compared["change"].pop("unapplied"):
+        print(f"chatroute whatif: no event of tenant {tenant}: its change was not applied",
+              file=sys.stderr)  # fmt: skip
+    print(json.dumps(compared, indent=2) if args.json else render(compared))
+    return 0
+
+
+@contextmanager
+def _folder(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="chatroute-whatif-") as folder:
+        yield Path(folder)
 
 
 def _stats(args: argparse.Namespace, settings: Settings) -> int:

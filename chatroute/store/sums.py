@@ -178,3 +178,40 @@ def _known_respondents(connection: Any, window: Window) -> set[Key]:
     if window.tenant is not None:
         query = query.where(r.tenant == window.tenant)
     return {(tenant, rid) for tenant, rid in connection.execute(query)}
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """A run's figures row by row (``chatroute whatif`` sums them its own way)."""
+
+    # tenant, conversation, group, queued (0 or 1), wait_s, unrouted_code
+    conversations: list[tuple[str, str, str | None, int, float | None, str | None]]
+    overflows: list[tuple[str, str, str]]  # tenant, conversation, the group it left
+    # tenant, respondent, group, answered (0 or 1), commission
+    contacts: list[tuple[str, str, str | None, int, float]]
+    respondents: list[tuple[str, str]]  # every respondent known, with a contact or not
+
+
+def outcomes(engine: Engine) -> Outcomes:
+    v, o = tables.conversation_figures.c, tables.overflow_figures.c
+    f, r = tables.contact_figures.c, tables.respondents.c
+    conversations = select(
+        v.tenant, v.conversation_id, v.group_id, v.queued, v.wait_s, v.unrouted_code
+    )
+    contacts = select(f.tenant, f.respondent, f.group_id, f.answered, f.commission)
+    with engine.connect() as connection:
+        return Outcomes(
+            conversations=[
+                (t, c, g, int(q), w, u) for t, c, g, q, w, u in connection.execute(conversations)
+            ],
+            overflows=[
+                (t, c, g)
+                for t, c, g in connection.execute(select(o.tenant, o.conversation_id, o.from_group))
+            ],
+            contacts=[
+                (t, rid, g, int(a), float(m)) for t, rid, g, a, m in connection.execute(contacts)
+            ],
+            respondents=[
+                (t, rid) for t, rid in connection.execute(select(r.tenant, r.respondent_id))
+            ],
+        )

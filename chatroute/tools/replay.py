@@ -14,7 +14,7 @@ from typing import IO
 
 from chatroute import apply, bootstrap, intake
 from chatroute.amqp import DECISIONS_EXCHANGE
-from chatroute.bootstrap import Runtime
+from chatroute.bootstrap import Recast, Runtime
 from chatroute.clock import VirtualClock
 from chatroute.errors import InvalidEvent
 from chatroute.settings import Settings
@@ -34,17 +34,20 @@ def replay(
     out: IO[str],
     until: datetime | None = None,
     progress: IO[str] | None = None,
+    recast: Recast | None = None,
 ) -> Summary:
     """Apply each line in order, firing timers on the virtual clock; decisions go to ``out``.
 
     A line is received at its event's ``time``, unless it comes stamped with the moment it
-    was received (a pipeline's inbox replayed as the pipeline took it in)."""
+    was received (a pipeline's inbox replayed as the pipeline took it in). ``recast``: see
+    ``bootstrap.Runtime`` (``chatroute whatif``'s change run)."""
     settings = settings.with_(amqp_url=None, redis_url=None)  # in-process: nothing shared
     clock = VirtualClock()
     rt = bootstrap.build(settings, clock, migrate=True, orm=False)
     try:
         units = MemoryUnits(rt.engine)
-        replayer = _Replayer(replace(rt, units=units), units, clock, _StdoutSink(out))
+        run_rt = replace(rt, units=units, recast=recast)
+        replayer = _Replayer(run_rt, units, clock, _StdoutSink(out))
         return _replay(replayer, lines, until, progress)
     finally:
         rt.engine.dispose()
