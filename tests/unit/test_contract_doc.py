@@ -127,10 +127,12 @@ def test_coming_in_v2_lists_only_what_the_code_lacks() -> None:
         "chatroute explain",
         "chatroute route",
         "chatroute queues",
-        "chatroute whatif",
+        "chatroute whatif --html DIR",
     )
     for name in lacking:
         assert f"`{name}`" in coming, name
+    for built_command in ("chatroute whatif",):
+        assert f"`{built_command} " in part("Command line"), built_command
 
 
 def test_the_doc_names_the_amqp_topology_and_the_compatibility_rules() -> None:
