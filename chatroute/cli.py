@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=_replay)
 
     whatif = sub.add_parser(
-        "whatif", help="replay a day as recorded and with configuration changes, and compare"
+        "whatif", help="compare a day replayed as recorded and with config changes"
     )
     whatif.add_argument("events", type=Path, help="a JSON-lines file of events (the day)")
     whatif.add_argument(
@@ -127,6 +127,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--until", type=_time)
     report.add_argument("--out", type=Path, required=True, help="directory for index.html")
     report.set_defaults(run=_report)
+
+    queues = sub.add_parser("queues", help="each group now: waiting, longest wait, free slots")
+    queues.add_argument("--db")
+    queues.add_argument("--tenant", required=True)
+    queues.add_argument(
+        "--at", type=_time, help="the time to judge hours and waits at (default now; give it "
+        "for a replayed database)",
+    )  # fmt: skip
+    queues.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    queues.set_defaults(run=_queues)
 
     history = sub.add_parser("history", help="one conversation's timeline, as JSON")
     history.add_argument("--db")
@@ -257,6 +267,17 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     rt = bootstrap.build(settings, migrate=True)
     page = write_report(rt, Window(args.tenant, args.since, args.until), args.out)
     print(f"report written to {page}", file=sys.stderr)
+    return 0
+
+
+def _queues(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.queues import render_table, row
+    from chatroute.store.reads import group_states
+
+    rt = bootstrap.build(settings, migrate=True, orm=False)
+    at = args.at or rt.clock.now()
+    rows = [row(state, at) for state in group_states(rt.engine, args.tenant)]
+    print(json.dumps(rows, indent=2) if args.json else render_table(rows))
     return 0
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 from prometheus_client import Counter, start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from chatroute import queues
 from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.bootstrap import Runtime
 from chatroute.errors import reason_kind
@@ -47,16 +49,13 @@ class EngineCollector(Collector):
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.groups = rt.settings.metrics_groups
 
     def collect(self) -> Iterator[Metric]:
-        state = reads.gauges(self.rt.engine, self.rt.clock.now())
-        queues, holds, adjusted, late = state.queues, state.holds, state.adjusted, state.late
-        queue = GaugeMetricFamily(
-            "chatroute_queue_length", "Conversations queued", labels=["tenant", "group"]
-        )
-        for tenant, group, n in queues:
-            queue.add_metric([tenant, group], n)
-        yield queue
+        now = self.rt.clock.now()
+        state = reads.gauges(self.rt.engine, now)
+        holds, adjusted, late = state.holds, state.adjusted, state.late
+        yield from group_gauges(reads.group_states(self.rt.engine), now, self.groups)
         held = GaugeMetricFamily("chatroute_pending_holds", "Pending holds", labels=["tenant"])
         for tenant, n in holds:
             held.add_metric([tenant], n)
@@ -92,3 +91,34 @@ def serve(rt: Runtime, port: int) -> None:
     """Expose the counters and the state gauges on ``port`` (``/metrics``)."""
     REGISTRY.register(EngineCollector(rt))
     start_http_server(port)
+
+
+GROUP_GAUGES = (
+    ("chatroute_queue_length", "Conversations queued in the group", "waiting"),
+    ("chatroute_group_open", "1 when the group is within its hours, else 0", "open"),
+    (
+        "chatroute_group_longest_wait_seconds",
+        "How long the group's longest waiting conversation has waited (0: none waits)",
+        "longest_wait_s",
+    ),
+    ("chatroute_group_available", "Available members of the group, full or not", "available"),
+    ("chatroute_group_free_slots", "Free slots of the group's available members", "free_slots"),
+)
+
+
+def group_gauges(states: list[reads.GroupState], now: datetime, most: int) -> Iterator[Metric]:
+    """``chatroute queues``' figures of every tenant's groups, the ``most`` longest queues
+    (by conversations waiting, then by wait) with series of their own; how many groups were
+    left out is ``chatroute_group_series_dropped``."""
+    ranked = sorted(states, key=lambda g: (-g.waiting, g.first_joined or now, g.tenant, g.group))
+    rows = [(g.tenant, queues.row(g, now)) for g in ranked[:most]]
+    for name, help_text, key in GROUP_GAUGES:
+        family = GaugeMetricFamily(name, help_text, labels=["tenant", "group"])
+        for tenant, row in rows:
+            family.add_metric([tenant, row["group"]], float(row[key] or 0))
+        yield family
+    yield GaugeMetricFamily(
+        "chatroute_group_series_dropped",
+        "Groups left out of the group gauges (CHATROUTE_METRICS_GROUPS)",
+        value=max(0, len(states) - most),
+    )

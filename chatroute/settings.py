@@ -10,7 +10,7 @@ from chatroute.errors import SettingsError
 
 DEFAULT_DATABASE_URL = "sqlite:///chatroute.db"
 # The processes of a deployment. A forgotten database URL must stop them, not quietly open
-# ./chatroute.db: only replay, stats, report and history keep the contract's default.
+# ./chatroute.db: only replay, stats, report, history and queues keep the contract's default.
 DEPLOYED_COMMANDS = frozenset({"gateway", "worker", "sweeper", "health", "migrate", "prune"})
 
 
@@ -35,6 +35,9 @@ class Settings:
     log_level: str = "INFO"
     # Where the gateway and the sweeper serve Prometheus metrics; None: not served.
     metrics_port: int | None = None
+    # Groups with series of their own in the group gauges (the longest queues first): a bound
+    # on the metrics' cardinality whatever the number of tenants and groups.
+    metrics_groups: int = 500
     # Where ``chatroute worker`` serves dramatiq's own metrics; None: not served. Its worker
     # processes share counts through files in ``worker_metrics_dir`` (None: a temporary one).
     worker_metrics_port: int | None = None
@@ -61,6 +64,7 @@ class Settings:
             relay_interval_s=float(env.get("CHATROUTE_RELAY_INTERVAL_S", "0.005")),
             log_level=env.get("CHATROUTE_LOG_LEVEL", "INFO"),
             metrics_port=_port(env, "CHATROUTE_METRICS_PORT"),
+            metrics_groups=int(env.get("CHATROUTE_METRICS_GROUPS", "500")),
             worker_metrics_port=_port(env, "CHATROUTE_WORKER_METRICS_PORT"),
             worker_metrics_dir=env.get("CHATROUTE_WORKER_METRICS_DIR") or None,
             fault_kill_on=frozenset(
@@ -81,8 +85,8 @@ class Settings:
         if not self.database_configured:
             raise SettingsError(
                 f"chatroute {command}: no database configured: set CHATROUTE_DATABASE_URL or "
-                "CHATROUTE_DATABASE_URL_FILE (only replay, stats, report and history default "
-                f"to {DEFAULT_DATABASE_URL})"
+                "CHATROUTE_DATABASE_URL_FILE (only replay, stats, report, history and queues "
+                f"default to {DEFAULT_DATABASE_URL})"
             )
         return self
 
@@ -122,6 +126,7 @@ ENV_VARS = (
     "CHATROUTE_RELAY_INTERVAL_S",
     "CHATROUTE_LOG_LEVEL",
     "CHATROUTE_METRICS_PORT",
+    "CHATROUTE_METRICS_GROUPS",
     "CHATROUTE_WORKER_METRICS_PORT",
     "CHATROUTE_WORKER_METRICS_DIR",
     "CHATROUTE_FAULT_KILL_ON",

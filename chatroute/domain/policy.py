@@ -144,7 +144,12 @@ def _unrouted(conversation: Conversation, code: str) -> Decision:
 def is_open(view: TenantView, group: str, at: datetime) -> bool:
     """Whether ``group`` is within its hours at ``at`` (an undeclared group always is)."""
     declared = view.group(group)
-    return declared is None or hours.is_open(_hours(declared.hours), at)
+    return declared is None or hours_open(declared.hours, at)
+
+
+def hours_open(raw: dict[str, Any] | None, at: datetime) -> bool:
+    """Whether hours in their stored JSON form (None: always open) are open at ``at``."""
+    return hours.is_open(_hours(raw), at)
 
 
 def queue_full(view: TenantView, group: str) -> bool:

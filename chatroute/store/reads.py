@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select, text
+from sqlalchemy import Connection, Engine, Row, and_, case, func, select, text
 
 from chatroute.amqp import DECISIONS_EXCHANGE
-from chatroute.domain.model import TimerState
+from chatroute.domain.model import AVAILABLE, TimerState
 from chatroute.store import db, inbox, tables
 
 
@@ -99,7 +99,6 @@ def _seconds_since(moment: datetime | None, now: datetime) -> float:
 class Gauges:
     """The engine's state, as the metrics endpoint shows it at each scrape."""
 
-    queues: list[tuple[str, str, int]]  # tenant, group, conversations queued
     holds: list[tuple[str, int]]  # tenant, pending holds
     adjusted: list[tuple[str, int]]  # tenant, events applied at another time than their own
     armed: int  # timers
@@ -107,11 +106,8 @@ class Gauges:
 
 
 def gauges(engine: Engine, now: datetime) -> Gauges:
-    q, h, t = tables.queue_entries.c, tables.pending_holds.c, tables.timers.c
+    h, t = tables.pending_holds.c, tables.timers.c
     with engine.connect() as connection:
-        queues = connection.execute(
-            select(q.tenant, q.group_id, func.count()).group_by(q.tenant, q.group_id)
-        ).all()
         holds = connection.execute(select(h.tenant, func.count()).group_by(h.tenant)).all()
         adjusted = connection.execute(
             select(tables.tenants.c.tenant, tables.tenants.c.adjusted_events)
@@ -119,9 +115,72 @@ def gauges(engine: Engine, now: datetime) -> Gauges:
         armed = connection.scalar(select(func.count()).where(t.state == TimerState.ARMED))
         late = lateness(connection, now)
     return Gauges(
-        queues=[(tenant, group, int(n)) for tenant, group, n in queues],
         holds=[(tenant, int(n)) for tenant, n in holds],
         adjusted=[(tenant, int(n)) for tenant, n in adjusted],
         armed=int(armed or 0),
         late=late,
     )
+
+
+@dataclass
+class GroupState:
+    """A group of a tenant as it is now (``chatroute queues``, the group gauges)."""
+
+    tenant: str
+    group: str
+    hours: Any = None  # the declared hours' JSON; None: always open
+    waiting: int = 0
+    first_joined: datetime | None = None  # the longest waiting's first queue of its rule
+    available: int = 0
+    free_slots: int = 0
+
+
+def group_states(engine: Engine, tenant: str | None = None) -> list[GroupState]:
+    """Every group of ``tenant`` (None: of every tenant): declared, named by a rule's target,
+    with members or with a queue; sorted by tenant and group."""
+    g, rl, q = tables.groups.c, tables.rules.c, tables.queue_entries.c
+    m, r = tables.memberships.c, tables.respondents.c
+    available = r.status == AVAILABLE
+    members = (
+        select(
+            m.tenant,
+            m.group_id,
+            func.sum(case((available, 1), else_=0)),
+            func.sum(case((and_(available, r.load < r.slots), r.slots - r.load), else_=0)),
+        )
+        .join_from(
+            tables.memberships,
+            tables.respondents,
+            and_(r.tenant == m.tenant, r.respondent_id == m.respondent_id),
+        )
+        .group_by(m.tenant, m.group_id)
+    )
+    queues = select(q.tenant, q.group_id, func.count(), func.min(q.joined_at)).group_by(
+        q.tenant, q.group_id
+    )
+    scoped = [
+        (query.where(column == tenant) if tenant is not None else query)
+        for query, column in (
+            (members, m.tenant),
+            (queues, q.tenant),
+            (select(g.tenant, g.group_id, g.hours), g.tenant),
+            (select(rl.tenant, rl.group_id, rl.targets), rl.tenant),
+        )
+    ]
+    found: dict[tuple[str, str], GroupState] = {}
+
+    def state(t: str, group: str) -> GroupState:
+        return found.setdefault((t, group), GroupState(t, group))
+
+    with engine.connect() as connection:
+        member_rows, queue_rows, declared, rules = (connection.execute(s).all() for s in scoped)
+    for t, group, n, free in member_rows:
+        state(t, group).available, state(t, group).free_slots = int(n or 0), int(free or 0)
+    for t, group, n, joined in queue_rows:
+        state(t, group).waiting, state(t, group).first_joined = int(n), joined
+    for t, group, hours in declared:
+        state(t, group).hours = hours
+    for t, group, targets in rules:
+        for name in [group, *(target["group"] for target in targets or [])]:
+            state(t, name)
+    return [found[key] for key in sorted(found)]

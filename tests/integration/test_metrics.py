@@ -20,6 +20,7 @@ from chatroute.store.outbox import OutgoingMessage
 from chatroute.tools.replay import replay
 from tests.builders import Events, jsonl
 from tests.integration.test_health import NOW, three_tenants_with_statistics
+from tests.integration.test_queues import AT, two_tenants
 
 
 def decision(kind: str, data: dict[str, object]) -> OutgoingMessage:
@@ -117,3 +118,45 @@ def test_the_stats_lag_is_the_oldest_change_not_counted_across_tenants(db_url: s
     assert "chatroute_stats_lag_seconds 90.0" in page
     assert "chatroute_oldest_unapplied_seconds 0.0" in page
     assert "chatroute_outbox_backlog 0.0" in page
+
+
+def group_gauges(rt: bootstrap.Runtime) -> dict[tuple[str, str, str], float]:
+    registry = CollectorRegistry()
+    registry.register(metrics.EngineCollector(rt))
+    return {
+        (sample.name, sample.labels.get("tenant", ""), sample.labels.get("group", "")): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name.startswith(("chatroute_group_", "chatroute_queue_length"))
+    }
+
+
+def test_group_gauges_are_chatroute_queues_figures_for_every_tenant(db_url: str) -> None:
+    # Given two tenants on PostgreSQL (shop-1: G full, two waiting, H closed, X a rule's)
+    settings = Settings(database_url=db_url)
+    replay(settings, io.BytesIO(jsonl(two_tenants())).readlines(), io.StringIO())
+    # When Prometheus scrapes an hour after the start
+    found = group_gauges(bootstrap.build(settings, VirtualClock(AT)))
+    # Then each group of each tenant has its figures
+    assert found[("chatroute_queue_length", "shop-1", "G")] == 2
+    assert found[("chatroute_group_longest_wait_seconds", "shop-1", "G")] == 2691
+    assert found[("chatroute_group_available", "shop-1", "G")] == 1
+    assert found[("chatroute_group_free_slots", "shop-1", "G")] == 0
+    assert found[("chatroute_group_open", "shop-1", "H")] == 0
+    assert found[("chatroute_group_open", "shop-1", "X")] == 1
+    assert found[("chatroute_group_free_slots", "bank-7", "G")] == 2  # z: 3 slots, k1 on one
+    assert found[("chatroute_group_longest_wait_seconds", "bank-7", "G")] == 0  # none waits
+    assert found[("chatroute_group_series_dropped", "", "")] == 0
+
+
+def test_group_series_are_bounded_the_longest_queues_first(db_url: str) -> None:
+    # Given four groups in all, and room for two in the gauges
+    settings = Settings(database_url=db_url)
+    replay(settings, io.BytesIO(jsonl(two_tenants())).readlines(), io.StringIO())
+    rt = bootstrap.build(settings.with_(metrics_groups=2), VirtualClock(AT))
+    # When Prometheus scrapes
+    found = group_gauges(rt)
+    # Then shop-1's G (two waiting) is there, with one other, and two groups were left out
+    groups = {(tenant, group) for name, tenant, group in found if name == "chatroute_group_open"}
+    assert len(groups) == 2 and ("shop-1", "G") in groups
+    assert found[("chatroute_group_series_dropped", "", "")] == 2
