@@ -1,7 +1,8 @@
 """``chatroute report``: one self-contained HTML page of a tenant's statistics, for managers.
 
-Plots are inline SVG drawn here: the page needs no script, no network and no other file, so it
-opens the same from a mail attachment, a share or a browser without access to the internet.
+Plots are inline SVG (``chatroute.charts``, matplotlib): the page needs no script, no network
+and no other file, so it opens the same from a mail attachment, a share or a browser without
+access to the internet.
 """
 
 from __future__ import annotations
@@ -12,17 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chatroute import charts
 from chatroute.bootstrap import Runtime
 from chatroute.stats import Window, rows, transfers, waits
 
 WIDTH = 720
-BAR = 22  # height of one bar, in px
-LABEL = 160  # room for names left of the bars
-HEADER = 70  # room for the transfer matrix's column names
 # A page for people: the busiest respondents are drawn, all of them are in ``chatroute stats``.
 MOST_RESPONDENTS = 30
 MOST_IN_MATRIX = 15
-COLOURS = {"answered": "#2f7d4f", "unanswered": "#c0504d", "bar": "#3b6ea8", "grid": "#d9d9d9"}
+COLOURS = charts.COLOURS
 
 
 def write_report(rt: Runtime, window: Window, out: Path) -> Path:
@@ -92,7 +91,7 @@ h2 {{ font-size: 1.1rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; }}
 table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ text-align: right; padding: .25rem .5rem; border-bottom: 1px solid #eee; }}
 th:first-child, td:first-child {{ text-align: left; }}
-svg text {{ font: 12px system-ui, sans-serif; fill: #333; }}
+svg {{ max-width: 100%; height: auto; }}
 .empty {{ color: #888; font-style: italic; }}
 </style>
 </head>
@@ -127,62 +126,48 @@ def _summary(people: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]])
 
 
 def _answered_chart(people: Sequence[dict[str, Any]]) -> str:
-    if not people:
-        return _empty()
-    top = max(p["contacts"] for p in people)
-    scale = (WIDTH - LABEL - 90) / top
-    parts = []
-    for i, p in enumerate(people):
-        y = 24 + i * (BAR + 6)
-        a, u = p["answered"] * scale, p["unanswered"] * scale
-        parts.append(_label(p["respondent"], y))
-        parts.append(_rect(LABEL, y, a, COLOURS["answered"], f"answered: {p['answered']}"))
-        parts.append(
-            _rect(LABEL + a, y, u, COLOURS["unanswered"], f"unanswered: {p['unanswered']}")
+    rows = [
+        charts.Bar(
+            p["respondent"],
+            [
+                charts.Segment(p["answered"], COLOURS["answered"], f"answered: {p['answered']}"),
+                charts.Segment(
+                    p["unanswered"], COLOURS["unanswered"], f"unanswered: {p['unanswered']}"
+                ),
+            ],
+            f"{p['answered']} / {p['contacts']}",
         )
-        parts.append(_value(LABEL + a + u + 6, y, f"{p['answered']} / {p['contacts']}"))
-    legend = (
-        _rect(LABEL, 2, 12, COLOURS["answered"], "answered", height=12)
-        + _text(LABEL + 16, 12, "answered")
-        + _rect(LABEL + 100, 2, 12, COLOURS["unanswered"], "unanswered", height=12)
-        + _text(LABEL + 116, 12, "unanswered")
-    )
-    return _svg(
-        "Answered and unanswered contacts", 30 + len(people) * (BAR + 6), legend + "".join(parts)
-    )
+        for p in people
+    ]
+    legend = [(kind, COLOURS[kind]) for kind in ("answered", "unanswered")]
+    return _drawn(charts.bars("Answered and unanswered contacts", rows, legend))
+
+
+WAIT_EDGES = (0, 10, 30, 60, 120, 300, 600, 1800, 3600)
+WAIT_LABELS = (
+    "<10 s",
+    "10-30 s",
+    "30-60 s",
+    "1-2 min",
+    "2-5 min",
+    "5-10 min",
+    "10-30 min",
+    "30-60 min",
+    "≥1 h",
+)
+
+
+def wait_buckets(values: Sequence[float]) -> list[int]:
+    """How many of ``values`` (seconds) fall in each of ``WAIT_LABELS``' buckets."""
+    counts = [0] * len(WAIT_LABELS)
+    for v in values:
+        counts[sum(v >= edge for edge in WAIT_EDGES[1:])] += 1
+    return counts
 
 
 def _histogram(values: Sequence[float]) -> str:
-    if not values:
-        return _empty()
-    edges = [0, 10, 30, 60, 120, 300, 600, 1800, 3600]
-    labels = [
-        "<10 s",
-        "10-30 s",
-        "30-60 s",
-        "1-2 min",
-        "2-5 min",
-        "5-10 min",
-        "10-30 min",
-        "30-60 min",
-        "≥1 h",
-    ]
-    counts = [0] * len(labels)
-    for v in values:
-        counts[sum(v >= edge for edge in edges[1:])] += 1
-    top = max(counts)
-    column = (WIDTH - 40) / len(labels)
-    height = 200
-    parts = []
-    for i, n in enumerate(counts):
-        h = height * n / top
-        x = 20 + i * column
-        parts.append(
-            _rect(x + 4, 20 + height - h, column - 8, COLOURS["bar"], f"{labels[i]}: {n}", height=h)
-        )
-        parts.append(_text(x + column / 2, height + 36, labels[i], "middle"))
-        parts.append(_text(x + column / 2, 16 + height - h, str(n), "middle"))
-    return _svg("Conversations by wait before first assignment", height + 50, "".join(parts))
+    title = "Conversations by wait before first assignment"
+    return _drawn(charts.columns(title, WAIT_LABELS, wait_buckets(values)))
 
 
 def _transfer_matrix(pairs: dict[tuple[str, str], int]) -> str:
@@ -193,52 +178,25 @@ def _transfer_matrix(pairs: dict[tuple[str, str], int]) -> str:
         volume[source] = volume.get(source, 0) + n
         volume[target] = volume.get(target, 0) + n
     names = sorted(sorted(volume, key=lambda name: (-volume[name], name))[:MOST_IN_MATRIX])
-    cell = min(36, (WIDTH - LABEL) / len(names))
-    top = max((n for (s, t), n in pairs.items() if s in names and t in names), default=1)
-    parts = [_text(0, 14, "from ↓ / to →")]
-    for j, name in enumerate(names):
-        x = LABEL + j * cell + cell / 2
-        parts.append(_text(x, HEADER - 6, name, rotate=-60))
-    for i, source in enumerate(names):
-        y = HEADER + i * cell
-        parts.append(_label(source, y, height=cell))
-        for j, target in enumerate(names):
-            n = pairs.get((source, target), 0)
-            shade = 0.08 + 0.92 * n / top if n else 0.0
-            colour = f"rgba(59,110,168,{shade:.2f})" if n else "#f4f4f4"
-            parts.append(
-                _rect(
-                    LABEL + j * cell,
-                    y,
-                    cell - 2,
-                    colour,
-                    f"{source} → {target}: {n}",
-                    height=cell - 2,
-                )
-            )
-            if n:
-                parts.append(
-                    _text(LABEL + j * cell + cell / 2 - 1, y + cell / 2 + 4, str(n), "middle")
-                )
-    return _svg(
-        "Transfers from respondent to respondent", HEADER + len(names) * cell + 10, "".join(parts)
-    )
+    shown = {(s, t): n for (s, t), n in pairs.items() if s in names and t in names}
+    return _drawn(charts.matrix("Transfers from respondent to respondent", names, shown))
 
 
 def _bars(items: Sequence[tuple[str, float | None, int | None]]) -> str:
-    shown = [(name, value, note) for name, value, note in items if value is not None]
-    if not shown or max(v for _, v, _ in shown) <= 0:
-        return _empty()
-    top = max(v for _, v, _ in shown)
-    scale = (WIDTH - LABEL - 90) / top
-    parts = []
-    for i, (name, value, note) in enumerate(shown):
-        y = 6 + i * (BAR + 6)
-        parts.append(_label(name, y))
-        parts.append(_rect(LABEL, y, value * scale, COLOURS["bar"], f"{name}: {value:.2f}"))
-        text = f"{value:.2f}" + (f" ({note})" if note is not None else "")
-        parts.append(_value(LABEL + value * scale + 6, y, text))
-    return _svg("Per respondent", 12 + len(shown) * (BAR + 6), "".join(parts))
+    rows = [
+        charts.Bar(
+            name,
+            [charts.Segment(value, COLOURS["bar"], f"{value:.2f}")],
+            f"{value:.2f}" + (f" ({note})" if note is not None else ""),
+        )
+        for name, value, note in items
+        if value is not None
+    ]
+    return _drawn(charts.bars("Per respondent", rows))
+
+
+def _drawn(svg: str | None) -> str:
+    return _empty() if svg is None else svg
 
 
 def _group_table(groups: Sequence[dict[str, Any]]) -> str:
@@ -274,34 +232,6 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
-
-
-def _svg(title: str, height: float, inner: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{WIDTH}" height="{height:.0f}" '
-        f'viewBox="0 0 {WIDTH} {height:.0f}"><title>{_e(title)}</title>{inner}</svg>'
-    )
-
-
-def _rect(x: float, y: float, width: float, fill: str, tip: str, height: float = BAR) -> str:
-    return (
-        f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(width, 0):.1f}" height="{height:.1f}" '
-        f'fill="{fill}"><title>{_e(tip)}</title></rect>'
-    )
-
-
-def _label(name: str, y: float, height: float = BAR) -> str:
-    short = name if len(name) <= 22 else name[:21] + "…"
-    return _text(LABEL - 8, y + height / 2 + 4, short, "end")
-
-
-def _value(x: float, y: float, text: str) -> str:
-    return _text(x, y + BAR / 2 + 4, text)
-
-
-def _text(x: float, y: float, text: str, anchor: str = "start", rotate: float = 0) -> str:
-    turn = f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else ""
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{turn}>{_e(text)}</text>'
 
 
 def _empty(text: str = "nothing to show for this period") -> str:

@@ -74,8 +74,11 @@ def test_it_renders_in_chromium_without_console_errors(
     charts = browser.find_elements(By.TAG_NAME, "svg")
     assert len(charts) == 5
     assert all(c.size["width"] > 300 and c.size["height"] > 20 for c in charts)
-    bars = browser.find_elements(By.CSS_SELECTOR, "svg rect")
-    assert sum(1 for b in bars if b.size["width"] > 0) > 10
+    # every bar and cell is drawn with its tooltip (matplotlib's paths, ids of chatroute.charts)
+    bars = browser.find_elements(By.CSS_SELECTOR, "svg g[id^='tip-'] > path")
+    assert sum(1 for b in bars if b.size["width"] > 0 and b.size["height"] > 0) > 10
+    tips = browser.find_elements(By.CSS_SELECTOR, "svg g[id^='tip-'] > title")
+    assert any(t.get_attribute("textContent") == "<b>eve</b> → a: 1" for t in tips)
     assert [h.text for h in browser.find_elements(By.TAG_NAME, "h2")] == [
         "Contacts per respondent",
         "Wait before first assignment",
