@@ -128,7 +128,7 @@ def paired(title: str, names: Sequence[str], pairs: Sequence[tuple[float, float]
     """Two bars per name, the baseline's and the change's (``chatroute whatif``)."""
     if not names or not any(a or b for a, b in pairs):
         return None
-    chart = _Chart(title, 0.9 + 2 * ROW_IN * len(names))
+    chart = _Chart(title, 0.8 + 1.4 * ROW_IN * len(names))
     positions = list(range(len(names)))[::-1]
     for y, name, (before, after) in zip(positions, names, pairs, strict=True):
         for offset, value, side in ((0.2, before, "baseline"), (-0.2, after, "change")):
@@ -192,7 +192,7 @@ def _plain(axes: Axes, grid: str) -> None:
 
 
 def _short(name: str) -> str:
-    return name if len(name) <= 22 else name[:21] + "…"
+    return name if len(name) <= 30 else name[:29] + "…"
 
 
 def _number(value: float) -> str:

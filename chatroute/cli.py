@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     whatif.add_argument("--until", type=_time, help="fire timers due by this time at the end")
     whatif.add_argument("--json", action="store_true", help="the contract's JSON, not a table")
     whatif.add_argument("--keep", type=Path, help="keep the two runs' SQLite databases here")
+    whatif.add_argument(
+        "--html", type=Path, help="also write DIR/index.html: the comparison with its charts"
+    )
     whatif.set_defaults(run=_whatif)
 
     stats = sub.add_parser("stats", help="statistics per respondent, group or day")
@@ -221,6 +224,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _whatif(args: argparse.Namespace, settings: Settings) -> int:
     from chatroute.tools.whatif import InvalidChange, read_change, render, whatif
+    from chatroute.tools.whatif_page import write_page
 
     for path in (args.events, args.change):
         if not path.exists():
@@ -234,10 +238,13 @@ def _whatif(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     with _folder(args.keep) as folder:
         compared = whatif(args.events, change, folder, args.until)
-    for tenant in compared["change"].pop("unapplied"):
+    for tenant in compared.change.unapplied:
         print(f"chatroute whatif: no event of tenant {tenant}: its change was not applied",
               file=sys.stderr)  # fmt: skip
-    print(json.dumps(compared, indent=2) if args.json else render(compared))
+    if args.html is not None:
+        made = write_page(compared, args.events, args.change, args.html)
+        print(f"chatroute whatif: wrote {made}", file=sys.stderr)
+    print(json.dumps(compared.as_json(), indent=2) if args.json else render(compared))
     return 0
 
 

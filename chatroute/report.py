@@ -41,18 +41,18 @@ def render(rt: Runtime, window: Window) -> str:
     ratings = [(p["respondent"], p["satisfaction_avg"], p["satisfaction_count"]) for p in people]
     sections = [
         _summary(everyone, groups),
-        _section("Contacts per respondent", note + _answered_chart(people)),
-        _section("Wait before first assignment", _histogram(waits(rt, window))),
-        _section("Transfers between respondents", _transfer_matrix(transfers(rt, window))),
-        _section(
+        section("Contacts per respondent", note + _answered_chart(people)),
+        section("Wait before first assignment", _histogram(waits(rt, window))),
+        section("Transfers between respondents", _transfer_matrix(transfers(rt, window))),
+        section(
             "Satisfaction per respondent (average score, ratings in brackets)",
             note + _bars(ratings),
         ),
-        _section(
+        section(
             "Commission per respondent",
             note + _bars([(p["respondent"], p["commission"], None) for p in people]),
         ),
-        _section("Groups", _group_table(groups)),
+        section("Groups", _group_table(groups)),
     ]
     return _page(window, "\n".join(sections))
 
@@ -63,14 +63,18 @@ def _busiest_note(shown: int, everyone: int) -> str:
     text = (
         f"The {shown} respondents with the most contacts, of {everyone}: chatroute stats lists all."
     )
-    return f'<p class="meta">{_e(text)}</p>'
+    return f'<p class="meta">{escape(text)}</p>'
 
 
 def _page(window: Window, body: str) -> str:
     span = " to ".join(
         t.strftime("%Y-%m-%d %H:%M") for t in (window.since, window.until) if t is not None
     )
-    title = f"chatroute statistics: {window.tenant}"
+    return page(f"chatroute statistics: {window.tenant}", span or "all time", body)
+
+
+def page(title: str, meta: str, body: str) -> str:
+    """A self-contained page (the report's, the what-if's): ``meta`` under the title."""
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -78,7 +82,7 @@ def _page(window: Window, body: str) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>{_e(title)}</title>
+<title>{escape(title)}</title>
 <style>
 body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: {WIDTH + 80}px;
        color: #222; padding: 0 1rem; }}
@@ -93,19 +97,22 @@ th, td {{ text-align: right; padding: .25rem .5rem; border-bottom: 1px solid #ee
 th:first-child, td:first-child {{ text-align: left; }}
 svg {{ max-width: 100%; height: auto; }}
 .empty {{ color: #888; font-style: italic; }}
+.better {{ color: #2f7d4f; }}
+h2.tenant {{ font-size: 1.4rem; margin-top: 3rem; border-bottom: 2px solid #3b6ea8; }}
+.worse {{ color: #c0504d; }}
 </style>
 </head>
 <body>
-<h1>{_e(title)}</h1>
-<p class="meta">{_e(span or "all time")} · generated {generated}</p>
+<h1>{escape(title)}</h1>
+<p class="meta">{escape(meta)} · generated {generated}</p>
 {body}
 </body>
 </html>
 """
 
 
-def _section(heading: str, content: str) -> str:
-    return f"<section><h2>{_e(heading)}</h2>\n{content}\n</section>"
+def section(heading: str, content: str) -> str:
+    return f"<section><h2>{escape(heading)}</h2>\n{content}\n</section>"
 
 
 def _summary(people: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]]) -> str:
@@ -121,7 +128,7 @@ def _summary(people: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]])
         ("satisfaction", f"{score / rated:.2f}" if rated else "-"),
         ("commission", f"{sum(p['commission'] for p in people):.2f}"),
     ]
-    inner = "".join(f'<div class="card">{_e(k)}<b>{_e(v)}</b></div>' for k, v in cards)
+    inner = "".join(f'<div class="card">{escape(k)}<b>{escape(v)}</b></div>' for k, v in cards)
     return f'<div class="cards">{inner}</div>'
 
 
@@ -172,7 +179,7 @@ def _histogram(values: Sequence[float]) -> str:
 
 def _transfer_matrix(pairs: dict[tuple[str, str], int]) -> str:
     if not pairs:
-        return _empty("no transfers between respondents")
+        return empty("no transfers between respondents")
     volume: dict[str, int] = {}
     for (source, target), n in pairs.items():
         volume[source] = volume.get(source, 0) + n
@@ -196,12 +203,12 @@ def _bars(items: Sequence[tuple[str, float | None, int | None]]) -> str:
 
 
 def _drawn(svg: str | None) -> str:
-    return _empty() if svg is None else svg
+    return empty() if svg is None else svg
 
 
 def _group_table(groups: Sequence[dict[str, Any]]) -> str:
     if not groups:
-        return _empty()
+        return empty()
     head = [
         "group",
         "conversations",
@@ -224,7 +231,7 @@ def _group_table(groups: Sequence[dict[str, Any]]) -> str:
             g["answered"],
             g["unrouted"],
         ]
-        lines.append("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in cells) + "</tr>")
+        lines.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
     return "\n".join(lines) + "</tbody></table>"
 
 
@@ -234,9 +241,9 @@ def _seconds(value: float | None) -> str:
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
-def _empty(text: str = "nothing to show for this period") -> str:
-    return f'<p class="empty">{_e(text)}</p>'
+def empty(text: str = "nothing to show for this period") -> str:
+    return f'<p class="empty">{escape(text)}</p>'
 
 
-def _e(text: str) -> str:
+def escape(text: str) -> str:
     return html.escape(text, quote=True)

@@ -148,22 +148,35 @@ def _json(line: bytes) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- the two runs
 
 
-def whatif(
-    events: Path, change: Change, folder: Path, until: datetime | None = None
-) -> dict[str, Any]:
-    """``{"baseline": R, "change": R}`` (the contract's shape), the two replays side by side in
-    processes of their own, their databases in ``folder``."""
+@dataclass(frozen=True)
+class Side:
+    """One run's outcome."""
+
+    figures: dict[str, Any]  # the contract's R: {"tenants": {...}}
+    waits: dict[str, list[float]]  # each tenant's waits before a first assignment, seconds
+    unapplied: list[str]  # the change's tenants with no recorded event (the change's run)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    baseline: Side
+    change: Side
+
+    def as_json(self) -> dict[str, Any]:
+        """The contract's ``{"baseline": R, "change": R}``."""
+        return {"baseline": self.baseline.figures, "change": self.change.figures}
+
+
+def whatif(events: Path, change: Change, folder: Path, until: datetime | None = None) -> Comparison:
+    """The two replays side by side in processes of their own, their databases in ``folder``."""
     with ProcessPoolExecutor(max_workers=2) as pool:
         baseline = pool.submit(_side, events, None, folder / "baseline.db", until)
         changed_run = pool.submit(_side, events, change, folder / "change.db", until)
-        return {"baseline": baseline.result(), "change": changed_run.result()}
+        return Comparison(baseline.result(), changed_run.result())
 
 
-def _side(
-    events: Path, change: Change | None, database: Path, until: datetime | None
-) -> dict[str, Any]:
-    """One replay of ``events`` (with ``change``, if any) into ``database``: its figures, and
-    under ``"unapplied"`` the change's tenants that had no recorded event."""
+def _side(events: Path, change: Change | None, database: Path, until: datetime | None) -> Side:
+    """One replay of ``events`` (with ``change``, if any) into ``database``."""
     database.unlink(missing_ok=True)
     first = _FirstRouting()
     settings = Settings(database_url=f"sqlite:///{database}")
@@ -178,9 +191,12 @@ def _side(
         found = sums.outcomes(engine)
     finally:
         engine.dispose()
-    return {"tenants": figures(found, first.types)} | (
-        {"unapplied": change.unapplied()} if change is not None else {}
-    )
+    waits: dict[str, list[float]] = defaultdict(list)
+    for tenant, _, _, _, wait_s, _ in found.conversations:
+        if wait_s is not None:
+            waits[tenant].append(wait_s)
+    unapplied = change.unapplied() if change is not None else []
+    return Side({"tenants": figures(found, first.types)}, dict(waits), unapplied)
 
 
 class _FirstRouting(io.StringIO):
@@ -305,9 +321,9 @@ LINES = (
 PER_RESPONDENT = ("contacts", "answered", "unanswered")
 
 
-def render(compared: dict[str, Any]) -> str:
+def render(compared: Comparison) -> str:
     """The comparison as aligned text: per tenant, its groups, its respondents."""
-    base, other = compared["baseline"]["tenants"], compared["change"]["tenants"]
+    base, other = compared.baseline.figures["tenants"], compared.change.figures["tenants"]
     out = [f"{'':34}{'baseline':>12}{'change':>12}{'delta':>12}"]
     for tenant in sorted(base.keys() | other.keys()):
         b, c = base.get(tenant, {}), other.get(tenant, {})

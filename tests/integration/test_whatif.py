@@ -17,7 +17,7 @@ from chatroute import bootstrap, stats
 from chatroute.cli import main
 from chatroute.settings import Settings
 from chatroute.tools.replay import replay
-from chatroute.tools.whatif import NO_GROUP, ROUTING_OR_NOT, read_change, whatif
+from chatroute.tools.whatif import NO_GROUP, ROUTING_OR_NOT, Comparison, read_change, whatif
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = ROOT / "examples" / "sample-day.jsonl"
@@ -25,7 +25,7 @@ CHANGE = ROOT / "examples" / "whatif-change.jsonl"
 UNTIL = datetime(2026, 11, 23, tzinfo=UTC)
 
 
-def compare(change_lines: list[bytes], folder: Path) -> dict[str, Any]:
+def compare(change_lines: list[bytes], folder: Path) -> Comparison:
     return whatif(DAY, read_change(change_lines), folder, UNTIL)
 
 
@@ -40,7 +40,7 @@ def replayed(folder: Path) -> tuple[bootstrap.Runtime, list[dict[str, Any]]]:
 def test_the_baseline_is_what_replay_and_stats_give(tmp_path: Path) -> None:
     # Given the sample day and the shipped change
     compared = whatif(DAY, read_change(CHANGE.read_bytes().splitlines()), tmp_path, UNTIL)
-    baseline = compared["baseline"]["tenants"]
+    baseline = compared.baseline.figures["tenants"]
     # When the same day is replayed, and its statistics read
     rt, decisions = replayed(tmp_path)
     by_group = stats.rows(rt, "group")
@@ -93,8 +93,9 @@ def test_a_change_that_changes_nothing_changes_no_figure(tmp_path: Path) -> None
     # When it is compared with the day
     compared = compare(same, tmp_path)
     # Then both sides are the same
-    assert compared["change"].pop("unapplied") == []
-    assert compared["change"] == compared["baseline"]
+    assert compared.change.unapplied == []
+    assert compared.change.figures == compared.baseline.figures
+    assert compared.change.waits == compared.baseline.waits
 
 
 def test_one_more_respondent_takes_the_queue_and_answers_what_the_recording_answered(
@@ -102,8 +103,8 @@ def test_one_more_respondent_takes_the_queue_and_answers_what_the_recording_answ
 ) -> None:
     # Given shop-1's day, where Smartphones queued two conversations, and one more respondent
     compared = whatif(DAY, read_change(CHANGE.read_bytes().splitlines()), tmp_path, UNTIL)
-    before = compared["baseline"]["tenants"]["shop-1"]
-    after = compared["change"]["tenants"]["shop-1"]
+    before = compared.baseline.figures["tenants"]["shop-1"]
+    after = compared.change.figures["tenants"]["shop-1"]
     smartphones = before["groups"]["Smartphones"], after["groups"]["Smartphones"]
     # Then nothing waits in Smartphones any more, and fred took conversations
     assert smartphones[0]["queued"] > 0 and smartphones[1]["queued"] == 0
@@ -116,7 +117,8 @@ def test_one_more_respondent_takes_the_queue_and_answers_what_the_recording_answ
     assert fred["contacts"] > 0 and fred["unanswered"] == 0
     assert after["unanswered"] <= before["unanswered"]
     # And the tenants the change leaves alone are as they were
-    assert compared["change"]["tenants"]["shop-2"] == compared["baseline"]["tenants"]["shop-2"]
+    shop_2 = compared.change.figures["tenants"]["shop-2"]
+    assert shop_2 == compared.baseline.figures["tenants"]["shop-2"]
 
 
 def test_the_command_prints_the_contracts_json_and_a_table(

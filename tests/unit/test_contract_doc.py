@@ -126,7 +126,6 @@ def test_coming_in_v2_lists_only_what_the_code_lacks() -> None:
         "explain",
         "chatroute explain",
         "chatroute route",
-        "chatroute whatif --html DIR",
     )
     for name in lacking:
         assert f"`{name}`" in coming, name
