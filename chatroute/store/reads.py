@@ -175,9 +175,11 @@ def group_states(engine: Engine, tenant: str | None = None) -> list[GroupState]:
     with engine.connect() as connection:
         member_rows, queue_rows, declared, rules = (connection.execute(s).all() for s in scoped)
     for t, group, n, free in member_rows:
-        state(t, group).available, state(t, group).free_slots = int(n or 0), int(free or 0)
+        members = state(t, group)
+        members.available, members.free_slots = int(n or 0), int(free or 0)
     for t, group, n, joined in queue_rows:
-        state(t, group).waiting, state(t, group).first_joined = int(n), joined
+        queue = state(t, group)
+        queue.waiting, queue.first_joined = int(n), joined
     for t, group, hours in declared:
         state(t, group).hours = hours
     for t, group, targets in rules:

@@ -4,7 +4,8 @@ changes, and the two outcomes compared per tenant, group and respondent.
 The change run gets each change event right before its tenant's first recorded event (dated
 like it), and leaves out the recorded events that would undo it: one of the same type for the
 same respondent, rule or group; for ``tenant.updated``, the settings the change sets (the
-recorded event keeps its other settings). So the change holds all day.
+recorded event keeps its other settings). So the change holds all day. In the change run, the
+recording's respondents' actions are their conversation's holder's (``domain.whatif``).
 
 Both runs are ``chatroute replay`` (each in a process of its own, side by side), and their
 figures are the statistics' (``store.figures``): the baseline is what ``chatroute replay``
