@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import NamedTuple
 
 from sqlalchemy.exc import DBAPIError
 
 from chatroute import logs
 from chatroute.bootstrap import Runtime
-from chatroute.crashes import Bug, Crashes
+from chatroute.crashes import TRIES, Bug, Crashes
 from chatroute.decisions import DecisionWriter
 from chatroute.domain import lifecycle, timing
 from chatroute.domain.model import Timer, TimerState
@@ -38,17 +39,36 @@ def apply_tenant(
     a replay) rejects events still waiting for an unknown conversation instead of keeping them.
     ``parsed``: events this process has parsed already (see ``Parsed``).
     """
+    parsed = parsed or {}
+    with TRIES.together():
+        tried = _apply_or_set_aside(rt, tenant, final, parsed, False)
+    if not tried.suspect_waits:
+        return tried.more
+    with TRIES.alone():  # see chatroute.crashes: a crash now ends no other tenant's try
+        return _apply_or_set_aside(rt, tenant, final, parsed, True).more
+
+
+class Tried(NamedTuple):
+    more: bool  # more events may be waiting
+    suspect_waits: bool  # a row or timer a try never finished with waits to be tried alone
+
+
+def _apply_or_set_aside(
+    rt: Runtime, tenant: str, final: bool, parsed: Parsed, alone: bool
+) -> Tried:
     try:
-        return _apply_batch(rt, tenant, final, parsed or {}, careful=False)
+        return _apply_batch(rt, tenant, final, parsed, alone, careful=False)
     except DBAPIError:
         raise  # the database's trouble: the actor retries the whole batch later
     except Exception:
         # A bug on some event or timer must not stall the tenant: find it and set it aside.
         log.exception("batch_failed", tenant=tenant)
-        return _apply_batch(rt, tenant, final, parsed or {}, careful=True)
+        return _apply_batch(rt, tenant, final, parsed, alone, careful=True)
 
 
-def _apply_batch(rt: Runtime, tenant: str, final: bool, parsed: Parsed, *, careful: bool) -> bool:
+def _apply_batch(
+    rt: Runtime, tenant: str, final: bool, parsed: Parsed, alone: bool, *, careful: bool
+) -> Tried:
     now = rt.clock.now()
     limit = rt.settings.batch_size
     rt.units.settle_tries()  # before this try counts: earlier tries' counts taken back
@@ -56,8 +76,8 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, parsed: Parsed, *, caref
     try:
         with rt.units.tenant_work(tenant, now) as work:
             if work is None:
-                return False
-            crashes = Crashes.of(rt, work, careful=careful)
+                return Tried(False, False)
+            crashes = Crashes.of(rt, work, careful=careful, alone=alone)
             run = _Run(work, DecisionWriter(now), now, rt, final, parsed, crashes)
             full, last_seq = _apply_pages(run, limit)
             if not full:
@@ -71,7 +91,8 @@ def _apply_batch(rt: Runtime, tenant: str, final: bool, parsed: Parsed, *, caref
         if run is not None:
             run.crashes.withdraw()
         raise
-    return full or rt.units.has_newer(tenant, last_seq)
+    more = full or rt.units.has_newer(tenant, last_seq)
+    return Tried(more, crashes.suspect_waits)
 
 
 def _apply_pages(run: _Run, limit: int) -> tuple[bool, int]:
@@ -140,6 +161,8 @@ class _Run:
     def try_suspect(self, row: InboxRow) -> None:
         """Apply ``row``, which a try never finished with, alone and carefully; or set it
         aside when its tries ended the worker process ``MAX_ATTEMPTS`` times."""
+        if self.crashes.waits_to_go_alone():
+            return
         if row.attempts >= attempts.MAX_ATTEMPTS:
             log.error(
                 "event_set_aside_after_crashes",
@@ -297,6 +320,8 @@ class _Run:
         self.crashes.paused = True  # the suspect goes alone, and ends its transaction
         if self.progressed or self.fired:
             return  # commit what is done first
+        if self.crashes.waits_to_go_alone():
+            return
         if attempts.tries(timer) >= attempts.MAX_ATTEMPTS:
             timer.state = TimerState.FAILED
             log.error(

@@ -7,12 +7,18 @@ never finished with are suspects: each is applied alone in a transaction of its 
 (in a savepoint, a bug set aside instead of raised), or set aside once ``MAX_ATTEMPTS`` tries
 ended the worker. Applying goes as far as the first suspect: ``paused`` ends the transaction
 there, and the rest waits for the next one.
+
+A SIGKILL ends every try of its process, not only the one that caused it: the tries of other
+tenants that threads of the process were applying are counted too. So a suspect is tried
+alone in its process (``TRIES.alone``): a crash then ends no other try, and an innocent row
+that a crash beside it counted once is next tried alone, where only its own fault can end it.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +41,46 @@ class Bug(Exception):
     """An unexpected exception while applying one event or timer (careful mode only)."""
 
 
+class ProcessTries:
+    """This process's tries: any number together, or one alone. One waiting to go alone keeps
+    new ones from starting, so it is not starved."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._together = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not (self._alone or self._waiting_alone))
+            self._together += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._together -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._changed:
+            self._waiting_alone += 1
+            self._changed.wait_for(lambda: not (self._alone or self._together))
+            self._waiting_alone -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._alone = False
+                self._changed.notify_all()
+
+
+TRIES = ProcessTries()
+
+
 @dataclass
 class Crashes:
     """One try's crash accounting."""
@@ -46,12 +92,23 @@ class Crashes:
     careful: bool = False
     # A suspect is next, or was just applied alone: the transaction ends here.
     paused: bool = False
+    # Whether this try runs alone in its process (``TRIES.alone``): only such a try applies a
+    # suspect; one that runs together with others ends at it, and ``suspect_waits`` says so.
+    alone: bool = False
+    suspect_waits: bool = False
 
     @classmethod
-    def of(cls, rt: Runtime, work: unit.Work, *, careful: bool) -> Crashes:
+    def of(cls, rt: Runtime, work: unit.Work, *, careful: bool, alone: bool) -> Crashes:
         tenant = work.view.tenant
         tries = attempts.Tries(rt.engine, tenant) if work.counts_tries else None
-        return cls(rt.settings.fault_kill_on, tries, careful)
+        return cls(rt.settings.fault_kill_on, tries, careful, alone=alone)
+
+    def waits_to_go_alone(self) -> bool:
+        """At a suspect: True (and the transaction ends here) unless this try runs alone."""
+        if self.alone:
+            return False
+        self.paused = self.suspect_waits = True
+        return True
 
     @property
     def counting(self) -> bool:

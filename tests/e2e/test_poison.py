@@ -76,6 +76,46 @@ def test_an_event_that_kills_its_worker_is_set_aside_and_the_rest_goes_on(
     assert "event_set_aside_after_crashes" in (tmp_path / "worker.log").read_text()
 
 
+def test_a_poison_event_does_not_set_aside_the_events_its_crashes_cut_short_beside_it(
+    pg_url: str, vhost: Vhost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given one worker process with two threads, a poison event in shop-1, and shop-2 busy
+    # with conversations whose tries run beside it (a SIGKILL ends them too)
+    shop = Events("shop-1")
+    shop.rule("all", "G")
+    shop.respondent("a", ["G"], slots=5)
+    shop.start("c1")
+    poison = shop.event("message.posted", conversation="c1", author="respondent", respondent="a")
+    busy = Events("shop-2")
+    busy.rule("all", "G")
+    busy.respondent("z", ["G"], slots=100)
+    for n in range(60):
+        busy.start(f"d{n}")
+        busy.event("message.posted", conversation=f"d{n}", author="visitor")
+    monkeypatch.setenv("CHATROUTE_FAULT_KILL_ON", poison["id"])
+    pipeline = Pipeline(pg_url, vhost.url, tmp_path, processes=1, threads=2)
+    decisions = DecisionLog(vhost.url)
+    pipeline.start()
+    try:
+        half = len(busy.lines) // 2
+        published = busy.lines[:half] + shop.lines + busy.lines[half:]
+        pipeline.publish(lines(published))
+
+        def all_settled() -> bool:
+            return len(inbox(pg_url)) == len(published) and settled(pg_url)
+
+        wait_until(all_settled, 180, "every event applied or set aside")
+    finally:
+        pipeline.stop()
+        decisions.stop()
+    # Then only the poison is set aside: shop-2's events, tried alone once a crash beside them
+    # counted them, are all applied
+    rows = inbox(pg_url)
+    assert rows.pop(poison["id"])[:1] == ("rejected",)
+    assert {event_id for event_id, (state, _, _) in rows.items() if state != "applied"} == set()
+    assert max(n for _, _, n in rows.values()) < attempts.MAX_ATTEMPTS
+
+
 def timers(database: str) -> dict[str, tuple[str, int]]:
     engine = create_engine(database.replace("postgresql://", "postgresql+psycopg://"))
     t = tables.timers.c

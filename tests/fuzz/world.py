@@ -315,7 +315,7 @@ def _spy_on_careful_tries(world: World) -> Callable[[], None]:
     which careful mode then hides (its outcome may be right, the traceback is logged)."""
     real = apply._apply_batch
 
-    def spy(*args: Any, careful: bool) -> bool:
+    def spy(*args: Any, careful: bool) -> apply.Tried:
         world.careful_tries += careful
         return real(*args, careful=careful)
 

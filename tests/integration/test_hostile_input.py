@@ -268,7 +268,7 @@ def test_a_rule_created_and_deleted_in_one_batch_applies_at_the_first_try(
     tries: list[bool] = []  # careful or not, each try of a batch
     real = apply._apply_batch
 
-    def spy(*args: Any, careful: bool) -> bool:
+    def spy(*args: Any, careful: bool) -> apply.Tried:
         tries.append(careful)
         return real(*args, careful=careful)
 
