@@ -8,6 +8,7 @@ import io
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select
@@ -40,14 +41,20 @@ def assigned(log: DecisionLog) -> set[str]:
     }
 
 
-def test_an_event_that_kills_its_worker_is_set_aside_and_the_rest_goes_on(
-    pg_url: str, vhost: Vhost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def poisoned() -> tuple[Events, dict[str, Any]]:
+    """shop-1 with conversation c1 assigned to a, and the event of c1 that will kill workers."""
     shop = Events("shop-1")
     shop.rule("all", "G")
     shop.respondent("a", ["G"], slots=5)
     shop.start("c1")
     poison = shop.event("message.posted", conversation="c1", author="respondent", respondent="a")
+    return shop, poison
+
+
+def test_an_event_that_kills_its_worker_is_set_aside_and_the_rest_goes_on(
+    pg_url: str, vhost: Vhost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop, poison = poisoned()
     shop.event("conversation.closed", conversation="c1")
     shop.start("c2")
     other = Events("shop-2")
@@ -81,11 +88,7 @@ def test_a_poison_event_does_not_set_aside_the_events_its_crashes_cut_short_besi
 ) -> None:
     # Given one worker process with two threads, a poison event in shop-1, and shop-2 busy
     # with conversations whose tries run beside it (a SIGKILL ends them too)
-    shop = Events("shop-1")
-    shop.rule("all", "G")
-    shop.respondent("a", ["G"], slots=5)
-    shop.start("c1")
-    poison = shop.event("message.posted", conversation="c1", author="respondent", respondent="a")
+    shop, poison = poisoned()
     busy = Events("shop-2")
     busy.rule("all", "G")
     busy.respondent("z", ["G"], slots=100)
@@ -94,7 +97,6 @@ def test_a_poison_event_does_not_set_aside_the_events_its_crashes_cut_short_besi
         busy.event("message.posted", conversation=f"d{n}", author="visitor")
     monkeypatch.setenv("CHATROUTE_FAULT_KILL_ON", poison["id"])
     pipeline = Pipeline(pg_url, vhost.url, tmp_path, processes=1, threads=2)
-    decisions = DecisionLog(vhost.url)
     pipeline.start()
     try:
         half = len(busy.lines) // 2
@@ -107,7 +109,6 @@ def test_a_poison_event_does_not_set_aside_the_events_its_crashes_cut_short_besi
         wait_until(all_settled, 180, "every event applied or set aside")
     finally:
         pipeline.stop()
-        decisions.stop()
     # Then only the poison is set aside: shop-2's events, tried alone once a crash beside them
     # counted them, are all applied
     rows = inbox(pg_url)
