@@ -42,8 +42,12 @@ CHANGE_TYPES = {
     "respondent.status": "respondent",
     "tenant.updated": None,  # its settings, one by one
 }
-ROUTING = ("conversation.assigned", "conversation.queued", "conversation.pending")
-ROUTING_OR_NOT = (*ROUTING, "conversation.unrouted")
+ROUTING_OR_NOT = (
+    "conversation.assigned",
+    "conversation.queued",
+    "conversation.pending",
+    "conversation.unrouted",
+)
 NO_GROUP = "null"  # conversations no rule matched: JSON keys are strings
 
 
@@ -339,20 +343,27 @@ def render(compared: Comparison) -> str:
     return "\n".join(out)
 
 
-def _figure_lines(b: dict[str, Any], c: dict[str, Any], indent: str) -> list[str]:
-    rows = [(label, b.get(key), c.get(key)) for label, key in LINES]
+def figure_rows(b: dict[str, Any], c: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """A tenant's or group's figures side by side: (label, key, baseline, change), then one
+    row per unrouted code."""
+    rows = [(label, key, b.get(key), c.get(key)) for label, key in LINES]
     codes = sorted(b.get("unrouted", {}).keys() | c.get("unrouted", {}).keys())
     rows += [
         (
             f"unrouted: {code}",
+            "unrouted",
             b.get("unrouted", {}).get(code, 0),
             c.get("unrouted", {}).get(code, 0),
         )
         for code in codes
     ]
+    return rows
+
+
+def _figure_lines(b: dict[str, Any], c: dict[str, Any], indent: str) -> list[str]:
     return [
-        f"{indent}{label:{34 - len(indent)}}{_cell(x):>12}{_cell(y):>12}{_delta(x, y):>12}"
-        for label, x, y in rows
+        f"{indent}{label:{34 - len(indent)}}{cell(x):>12}{cell(y):>12}{delta(x, y):>12}"
+        for label, _, x, y in figure_rows(b, c)
     ]
 
 
@@ -363,20 +374,22 @@ def _respondent_lines(b: dict[str, Any], c: dict[str, Any]) -> list[str]:
     out = ["  respondent" + "".join(f"{name:>20}" for name in PER_RESPONDENT)]
     for name in names:
         cells = [
-            f"{_cell(b.get(name, {}).get(k, 0))} -> {_cell(c.get(name, {}).get(k, 0))}"
+            f"{cell(b.get(name, {}).get(k, 0))} -> {cell(c.get(name, {}).get(k, 0))}"
             for k in PER_RESPONDENT
         ]
         out.append(f"    {name:8}" + "".join(f"{cell:>20}" for cell in cells))
     return out
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A figure as the table and the page show it."""
     if value is None:
         return "-"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def _delta(x: Any, y: Any) -> str:
+def delta(x: Any, y: Any) -> str:
+    """The change's figure minus the baseline's, signed ("" when one is missing)."""
     if x is None or y is None:
         return ""
     difference = y - x

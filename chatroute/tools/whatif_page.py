@@ -9,7 +9,7 @@ from typing import Any
 
 from chatroute import charts
 from chatroute.report import WAIT_LABELS, empty, escape, page, section, wait_buckets
-from chatroute.tools.whatif import LINES, Comparison
+from chatroute.tools.whatif import Comparison, cell, delta, figure_rows
 
 # A page for people: the busiest groups and respondents are drawn (the JSON has them all).
 MOST_GROUPS = 12
@@ -49,22 +49,11 @@ def render(compared: Comparison, events: str, change: str) -> str:
 
 
 def _table(b: dict[str, Any], c: dict[str, Any]) -> str:
-    rows = [(label, key, b.get(key), c.get(key)) for label, key in LINES]
-    codes = sorted(b.get("unrouted", {}).keys() | c.get("unrouted", {}).keys())
-    rows += [
-        (
-            f"unrouted: {code}",
-            "unrouted",
-            b.get("unrouted", {}).get(code, 0),
-            c.get("unrouted", {}).get(code, 0),
-        )
-        for code in codes
-    ]
     head = "<tr><th>figure</th><th>baseline</th><th>change</th><th>delta</th></tr>"
     body = "".join(
-        f"<tr><td>{escape(label)}</td><td>{_cell(x)}</td><td>{_cell(y)}</td>"
+        f"<tr><td>{escape(label)}</td><td>{escape(cell(x))}</td><td>{escape(cell(y))}</td>"
         f"{_delta(key, x, y)}</tr>"
-        for label, key, x, y in rows
+        for label, key, x, y in figure_rows(b, c)
     )
     return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
 
@@ -110,17 +99,10 @@ def _drawn(svg: str | None) -> str:
     return empty() if svg is None else svg
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if isinstance(value, float) else escape(str(value))
-
-
 def _delta(key: str, x: Any, y: Any) -> str:
     if x is None or y is None or x == y:
         return "<td></td>"
-    difference = y - x
-    text = f"{difference:+.2f}" if isinstance(difference, float) else f"{difference:+d}"
+    text, difference = delta(x, y), y - x
     if key in NEUTRAL:
         return f"<td>{text}</td>"
     kind = "better" if (difference < 0) == (key in LESS_IS_BETTER) else "worse"
