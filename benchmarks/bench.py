@@ -37,7 +37,7 @@ from benchmarks.pipeline import fresh_database, with_redis
 from benchmarks.workload import day
 from chatroute import apply, bootstrap, intake, logs
 from chatroute.settings import Settings
-from chatroute.store import tables
+from chatroute.store import census, tables
 from tests.builders import Events
 from tests.e2e.harness import ROOT, DecisionLog, Pipeline, Vhost, lines, wait_until
 
@@ -297,6 +297,7 @@ def _fill(rt: bootstrap.Runtime, setting: Setting, now: datetime) -> None:
                             (tables.timers, timers)):  # fmt: skip
             for start in range(0, len(rows), 5000):
                 connection.execute(insert(table), rows[start : start + 5000])
+        census.recount(connection, "big")
         connection.execute(text("ANALYZE"))
 
 

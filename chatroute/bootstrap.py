@@ -14,7 +14,7 @@ from chatroute.clock import Clock, SystemClock
 from chatroute.domain.commands import Command
 from chatroute.domain.ports import TenantView
 from chatroute.settings import Settings
-from chatroute.store import db
+from chatroute.store import census, db
 from chatroute.store.mapping import start_mappers
 from chatroute.store.unit import KeptViews, SqlUnits, Units
 from chatroute.store.view import stamp_stats_changes, sync_memberships, write_whole_rows
@@ -62,6 +62,8 @@ def build(
     if migrate:
         db.migrate(engine)
     sessions = db.session_factory(engine)
+    # Before the memberships are rewritten: a census change may read them as they were.
+    event.listen(sessions, "before_flush", census.count_members)
     event.listen(sessions, "before_flush", sync_memberships)
     event.listen(sessions, "before_flush", stamp_stats_changes)
     event.listen(sessions, "before_flush", write_whole_rows)

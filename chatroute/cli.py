@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from chatroute import bootstrap, logs
-from chatroute.errors import SettingsError
+from chatroute.errors import Rejected, SettingsError
 from chatroute.health import ROLES
 from chatroute.settings import DEPLOYED_COMMANDS, Settings
 
@@ -141,6 +141,26 @@ def _parser() -> argparse.ArgumentParser:
     queues.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     queues.set_defaults(run=_queues)
 
+    explain = sub.add_parser("explain", help="a conversation's decisions and why each was made")
+    explain.add_argument("--db")
+    explain.add_argument("--tenant", required=True)
+    explain.add_argument("--conversation", required=True)
+    explain.add_argument("--json", action="store_true", help="JSON instead of a timeline")
+    explain.set_defaults(run=_explain)
+
+    route = sub.add_parser("route", help="who would get a new conversation now (changes nothing)")
+    route.add_argument("--db")
+    route.add_argument("--tenant", required=True)
+    route.add_argument(
+        "--attr", action="append", default=[], type=_attribute, metavar="KEY=VALUE",
+        help="an attribute of the conversation (repeat it)",
+    )  # fmt: skip
+    route.add_argument("--visitor", help="the visitor (for sticky routing; default: a new one)")
+    route.add_argument("--priority", type=int, default=0)
+    route.add_argument("--at", type=_time, help="the time to route at (default now)")
+    route.add_argument("--json", action="store_true", help="JSON instead of text")
+    route.set_defaults(run=_route)
+
     history = sub.add_parser("history", help="one conversation's timeline, as JSON")
     history.add_argument("--db")
     history.add_argument("--tenant", required=True)
@@ -203,6 +223,13 @@ def _time(value: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} has no time zone (use ...Z)")
     return moment
+
+
+def _attribute(value: str) -> tuple[str, str]:
+    key, equals, attribute = value.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"{value!r} is not KEY=VALUE")
+    return key, attribute
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -285,6 +312,52 @@ def _queues(args: argparse.Namespace, settings: Settings) -> int:
     at = args.at or rt.clock.now()
     rows = [row(state, at) for state in group_states(rt.engine, args.tenant)]
     print(json.dumps(rows, indent=2) if args.json else render_table(rows))
+    return 0
+
+
+def _explain(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.explain import decisions, render
+
+    rt = bootstrap.build(settings, migrate=True)
+    entries = decisions(rt, args.tenant, args.conversation)
+    if not entries:
+        print(
+            f"chatroute explain: no decision about conversation {args.conversation!r} in "
+            f"tenant {args.tenant!r}",
+            file=sys.stderr,
+        )
+        return 1
+    document = {"tenant": args.tenant, "conversation": args.conversation, "decisions": entries}
+    print(json.dumps(document, indent=2) if args.json else render(entries))
+    return 0
+
+
+def _route(args: argparse.Namespace, settings: Settings) -> int:
+    from chatroute.explain import describe
+    from chatroute.route import route
+
+    rt = bootstrap.build(settings, migrate=True)
+    at = args.at or rt.clock.now()
+    try:
+        answer = route(
+            rt, args.tenant, dict(args.attr), at, visitor=args.visitor, priority=args.priority
+        )
+    except Rejected as error:
+        print(f"chatroute route: {error}", file=sys.stderr)
+        return 2
+    if answer is None:
+        print(f"chatroute route: no tenant {args.tenant!r}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    if answer["respondent"] is not None:
+        print(f"assigned to {answer['respondent']} in {answer['group']}")
+    elif answer["position"] is not None:
+        print(f"queued in {answer['group']} at position {answer['position']}")
+    else:
+        print(f"unrouted ({answer['code']})")
+    print("\n".join("    " + line for line in describe(answer["explain"])))
     return 0
 
 

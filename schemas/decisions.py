@@ -23,6 +23,43 @@ class Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=OPEN_TO_NEW_FIELDS)
 
 
+class Skipped(Data):
+    """A target of the rule passed over, and why."""
+
+    group: str
+    why: Literal["closed", "queue_full"]
+
+
+class Candidate(Data):
+    """A respondent as the choice saw them, before the decision."""
+
+    respondent: str
+    load: Annotated[int, Field(ge=0)]
+    slots: Annotated[int, Field(ge=0)]
+    last_assigned_at: AwareDatetime | None  # null: never assigned
+
+
+class Ineligible(Data):
+    """The group's other members, each counted once, under the first reason that applies."""
+
+    excluded: Annotated[int, Field(ge=0)]
+    unavailable: Annotated[int, Field(ge=0)]
+    full: Annotated[int, Field(ge=0)]
+
+
+class Explain(Data):
+    """Why the decision went where it went (contract v2); figures as before the decision."""
+
+    rule: str | None  # null: not routed by a rule (transfer, wake, reassign, ...) or none matched
+    target: Annotated[int, Field(ge=0)] | None  # 0-based index of the rule's target
+    skipped: list[Skipped]
+    # Up to 3 eligible respondents in choice order, the chosen one first; where no choice was
+    # made, the one respondent (or none).
+    candidates: Annotated[list[Candidate], Field(max_length=3)]
+    eligible: Annotated[int, Field(ge=0)] | None  # null where no choice was made
+    ineligible: Ineligible | None
+
+
 AssignedCause = Literal["new", "queue", "transfer", "wake", "reassign", "overflow", "no_answer"]
 
 
@@ -34,6 +71,7 @@ class Assigned(Data):
     comment: str | None = None
     from_respondent: str | None = None
     sticky: Literal[True] | None = None  # present (true) only for a sticky assignment
+    explain: Explain
 
 
 class Queued(Data):
@@ -42,6 +80,7 @@ class Queued(Data):
     position: Annotated[int, Field(ge=1)]
     # Why it joined the queue (contract v2).
     cause: Literal["new", "transfer", "wake", "reassign", "overflow", "no_answer"]
+    explain: Explain
 
 
 class Pending(Data):
@@ -67,6 +106,7 @@ class Unrouted(Data):
     conversation: str
     reason: str
     code: Literal["no_rule", "closed", "queue_full", "wait_timeout"]
+    explain: Explain
 
 
 class Closed(Data):
@@ -168,5 +208,16 @@ def make_decision(
         "tenant": tenant,
         "causationid": cause_id,
         "datacontenttype": "application/json",
-        "data": {k: format_time(v) if isinstance(v, datetime) else v for k, v in dumped.items()},
+        "data": _wire(dumped),
     }
+
+
+def _wire(value: Any) -> Any:
+    """``value`` with its times, at any depth, in the contract's form (``format_time``)."""
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -9,12 +10,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import structlog
 
 SERVICES = {"RabbitMQ": 5672, "PostgreSQL": 5432, "Redis": 6379}
 PG_ADMIN_URL = os.environ.get(
     "CHATROUTE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 AMQP_URL = os.environ.get("CHATROUTE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """A test that runs ``chatroute.cli.main`` in-process configures logging (``logs``) to the
+    stderr it had, which pytest closes after it: a later test of that process that logs or
+    reads its own log lines found a handler on a closed stream ("Logging error", the nudges'
+    test, after the what-if's on one ordering of the files). Each test starts as it found it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    config = structlog.get_config()
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    structlog.configure(**config)
 
 
 def _answers(port: int) -> bool:

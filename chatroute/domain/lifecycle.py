@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from chatroute.domain import hours, policy, routing
+from chatroute.domain import explain, hours, policy, routing
 from chatroute.domain.commands import (
     KEEP,
     Command,
@@ -31,6 +31,7 @@ from chatroute.domain.commands import (
     TenantUpdated,
     VisitorPresence,
 )
+from chatroute.domain.explain import NOT_BY_RULE
 from chatroute.domain.model import (
     AVAILABLE,
     UNAVAILABLE,
@@ -310,7 +311,7 @@ def _prioritized(view: TenantView, cmd: ConversationPrioritized, now: datetime) 
     if entry is None:
         return []
     view.reprioritize(entry, cmd.priority)
-    return [routing.queued(view, entry)]
+    return [routing.queued(view, entry, explain.no_choice(NOT_BY_RULE))]
 
 
 def _message(view: TenantView, cmd: MessagePosted, now: datetime) -> list[Decision]:

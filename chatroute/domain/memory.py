@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from chatroute.domain.explain import Census, census_of
 from chatroute.domain.model import (
     AVAILABLE,
     Contact,
@@ -236,6 +237,9 @@ class InMemoryTenantView:
             for r in self._members.get(group, {}).values()
             if r.status == AVAILABLE and r.load < r.slots
         )
+
+    def census(self, group: str) -> Census:
+        return census_of(self._members.get(group, {}).values())
 
     def group_exists(self, group: str) -> bool:
         named_by_rule = any(

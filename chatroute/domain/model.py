@@ -123,6 +123,8 @@ class Conversation:
     # not queued by such a rule).
     rule_targets: list[dict[str, Any]] | None = None
     target: int | None = None
+    # The rule that routed it when it started (None: no rule matched): an overflow names it.
+    rule_id: str | None = None
     # The respondent who missed its answer deadline: not chosen again until someone else
     # has held it.
     excluded: str | None = None

@@ -8,12 +8,12 @@ a wake, a reassignment and a no-answer move route in one group with ``routing.ro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from chatroute.domain import hours, routing
+from chatroute.domain import explain, hours, routing
+from chatroute.domain.explain import NOT_BY_RULE, Skip, Way
 from chatroute.domain.model import (
     Conversation,
     Decision,
@@ -38,20 +38,13 @@ REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class Skip:
-    """A target passed over, and why: ``closed`` or ``queue_full``."""
-
-    group: str
-    why: str
-
-
 def route_new(view: TenantView, conversation: Conversation, now: datetime) -> list[Decision]:
     """Route a new conversation by the first matching rule, along its targets."""
     rule = routing.first_rule(view.rules(), conversation.attributes)
     if rule is None:
-        return [_unrouted(conversation, NO_RULE)]
+        return [_unrouted(conversation, NO_RULE, NOT_BY_RULE)]
     targets = rule.target_list()
+    conversation.rule_id = rule.rule_id
     if any(target.get("wait_s") for target in targets):
         conversation.rule_targets = targets  # an overflow follows them as they are now
     return _along(view, conversation, targets, 0, now, NEW, None)
@@ -88,7 +81,8 @@ def _along(
         if not is_open(view, group, now):
             skipped.append(Skip(group, CLOSED))
             continue
-        placed = _take(view, conversation, targets[index], index, now, cause, joined_at)
+        way = Way(conversation.rule_id, index, tuple(skipped))
+        placed = _take(view, conversation, targets[index], way, now, cause, joined_at)
         if placed is not None:
             return [placed]
         skipped.append(Skip(group, QUEUE_FULL))
@@ -97,33 +91,35 @@ def _along(
     else:
         code = CLOSED if all(skip.why == CLOSED for skip in skipped) else QUEUE_FULL
         conversation.group = targets[0]["group"]  # where its rule would have sent it
-    return [_unrouted(conversation, code)]
+    return [_unrouted(conversation, code, Way(conversation.rule_id, None, tuple(skipped)))]
 
 
 def _take(
     view: TenantView,
     conversation: Conversation,
     target: dict[str, Any],
-    index: int,
+    way: Way,
     now: datetime,
     cause: str,
     joined_at: datetime | None,
 ) -> Decision | None:
-    """``target`` (the ``index``-th of its rule) takes it (a free respondent, else its queue),
-    or None when it must be skipped: nobody free and its queue already full."""
+    """``target`` (the one ``way`` came to) takes it (a free respondent, else its queue), or
+    None when it must be skipped: nobody free and its queue already full."""
     group = target["group"]
     sticky = _sticky(view, conversation, group, now) if cause == NEW else None
     if sticky is not None:
-        return routing.assign(view, conversation, sticky, group, now, cause, sticky=True)
-    chosen = routing.choose(view.free_respondents(group))
-    if chosen is not None:
-        return routing.assign(view, conversation, chosen, group, now, cause)
-    if queue_full(view, group):
+        why = explain.no_choice(way, sticky)
+        return routing.assign(view, conversation, sticky, group, now, cause, sticky=True, why=why)
+    eligible = routing.ranked(view.free_respondents(group))
+    if not eligible and queue_full(view, group):
         return None
+    why = explain.choice(view, group, way, eligible, ())
+    if eligible:
+        return routing.assign(view, conversation, eligible[0], group, now, cause, why=why)
     # The target it waits at matters only to an overflow (a rule with waits).
-    waits_at = None if conversation.rule_targets is None else index
+    waits_at = None if conversation.rule_targets is None else way.target
     decision = routing.enqueue(
-        view, conversation, group, now, cause, joined_at=joined_at, target=waits_at
+        view, conversation, group, now, cause, joined_at=joined_at, target=waits_at, why=why
     )
     if wait_s := target.get("wait_s"):
         due = now + timedelta(seconds=wait_s)
@@ -131,11 +127,11 @@ def _take(
     return decision
 
 
-def _unrouted(conversation: Conversation, code: str) -> Decision:
+def _unrouted(conversation: Conversation, code: str, way: Way) -> Decision:
     conversation.state, conversation.respondent = State.UNROUTED, None
     conversation.target, conversation.unrouted_code = None, code
     data = {"conversation": conversation.conversation_id, "reason": REASONS[code], "code": code}
-    return Decision("conversation.unrouted", data)
+    return Decision("conversation.unrouted", data | {"explain": explain.no_choice(way)})
 
 
 # gates

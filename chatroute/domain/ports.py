@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from chatroute.domain.explain import Census
 from chatroute.domain.model import (
     Contact,
     Conversation,
@@ -41,8 +42,14 @@ class TenantView(Protocol):
 
     def free_respondents(self, group: str) -> list[Respondent]:
         """Members of ``group`` who are available with ``load < slots``, in no given order.
-        It may leave out members that no choice can pick: never any of the three first by
-        ``routing.candidate_key`` (a choice excludes two respondents at the most)."""
+        It may leave out members that no choice can show: never any of the five first by
+        ``routing.candidate_key`` (a choice passes over two respondents at the most, and its
+        explanation shows the three best of the others)."""
+        ...
+
+    def census(self, group: str) -> Census:
+        """How many members ``group`` has, unavailable, full and free, as they are now,
+        without walking the group (a view that has its members at hand may count them)."""
         ...
 
     def group_exists(self, group: str) -> bool:

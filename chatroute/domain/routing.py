@@ -6,10 +6,13 @@ explicitly so two implementations of the port decide the same thing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+import heapq
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from chatroute.domain import explain
+from chatroute.domain.explain import NOT_BY_RULE
 from chatroute.domain.model import (
     AVAILABLE,
     Contact,
@@ -82,18 +85,9 @@ def candidate_key(respondent: Respondent) -> tuple[int, tuple[Any, ...], str]:
     return (respondent.load, recency, respondent.respondent_id)
 
 
-def choose(candidates: Iterable[Respondent], exclude: Collection[str] = ()) -> Respondent | None:
-    """The best candidate whose id is not in ``exclude``, or None."""
-    allowed = [r for r in candidates if r.respondent_id not in exclude]
-    return min(allowed, key=candidate_key, default=None)
-
-
-def _pick(
-    candidates: Iterable[Respondent], prefer_not: str | None, exclude: Collection[str | None]
-) -> Respondent | None:
-    allowed = [r for r in candidates if r.respondent_id not in exclude]
-    preferred = choose(allowed, exclude={prefer_not} if prefer_not else ())
-    return preferred or choose(allowed)
+def ranked(candidates: Iterable[Respondent], count: int = explain.SHOWN) -> list[Respondent]:
+    """The ``count`` best candidates, best first (the first is the one a choice takes)."""
+    return heapq.nsmallest(count, candidates, key=candidate_key)
 
 
 # contacts
@@ -194,8 +188,10 @@ def assign(
     comment: str | None = None,
     from_respondent: str | None = None,
     sticky: bool = False,
+    why: dict[str, Any],
 ) -> Decision:
-    """Give ``conversation`` to ``respondent`` (who must be free): ``conversation.assigned``."""
+    """Give ``conversation`` to ``respondent`` (who must be free): ``conversation.assigned``;
+    ``why`` is its explanation (``explain``), made before anything changed."""
     cancel_timers(view, conversation.conversation_id, *PLACEMENT)
     conversation.group = group
     conversation.target = None
@@ -216,7 +212,7 @@ def assign(
         data |= {"comment": comment, "from_respondent": from_respondent}
     if sticky:
         data["sticky"] = True
-    return Decision("conversation.assigned", data)
+    return Decision("conversation.assigned", data | {"explain": why})
 
 
 def hold_for(
@@ -270,7 +266,8 @@ def assign_or_hold(
     """Assign to ``respondent`` when free, else keep it pending for them."""
     note = {"comment": comment, "from_respondent": from_respondent}
     if is_free(respondent):
-        return assign(view, conversation, respondent, group, now, cause, **note)
+        why = explain.no_choice(NOT_BY_RULE, respondent)
+        return assign(view, conversation, respondent, group, now, cause, **note, why=why)
     return hold_for(view, conversation, respondent.respondent_id, group, now, cause, **note)
 
 
@@ -283,10 +280,12 @@ def enqueue(
     *,
     joined_at: datetime | None = None,
     target: int | None = None,
+    why: dict[str, Any],
 ) -> Decision:
     """Put ``conversation`` in ``group``'s queue, in its order (``QueueEntry.order_key``); an
     open contact ends (``cause``). ``joined_at``: the time it keeps from the queue it left
-    (an overflow); ``target``: the index of its rule's target this queue is."""
+    (an overflow); ``target``: the index of its rule's target this queue is; ``why``: the
+    explanation of ``conversation.queued``."""
     end_contact(view, conversation, now, cause)
     cancel_timers(view, conversation.conversation_id, *PLACEMENT)
     entry = QueueEntry(
@@ -307,14 +306,14 @@ def enqueue(
     conversation.target = target
     if conversation.queued_at is None:
         conversation.queued_at = now
-    return queued(view, entry)
+    return queued(view, entry, why)
 
 
-def queued(view: TenantView, entry: QueueEntry) -> Decision:
+def queued(view: TenantView, entry: QueueEntry, why: dict[str, Any]) -> Decision:
     """``conversation.queued`` for ``entry`` at its place now."""
     data = {"conversation": entry.conversation_id, "group": entry.group}
-    position = view.queue_position(entry)
-    return Decision("conversation.queued", data | {"position": position, "cause": entry.cause})
+    place = {"position": view.queue_position(entry), "cause": entry.cause, "explain": why}
+    return Decision("conversation.queued", data | place)
 
 
 def route_in_group(
@@ -334,12 +333,18 @@ def route_in_group(
     ``prefer_not`` is chosen only when nobody else is free; ``exclude`` never is, nor the
     respondent who missed the conversation's answer deadline.
     """
-    excluded = {exclude, conversation.excluded}
-    chosen = _pick(view.free_respondents(group), prefer_not, excluded)
-    if chosen is None:
-        return [enqueue(view, conversation, group, now, cause)]
+    excluded = {r for r in (exclude, conversation.excluded) if r is not None}
+    allowed = (r for r in view.free_respondents(group) if r.respondent_id not in excluded)
+    best = ranked(allowed, explain.SHOWN + 1)
+    others = [r for r in best if r.respondent_id != prefer_not]
+    if others and len(others) < len(best):  # passed over while someone else is free
+        excluded.add(prefer_not or "")
+    eligible = (others or best)[: explain.SHOWN]
+    why = explain.choice(view, group, NOT_BY_RULE, eligible, excluded)
+    if not eligible:
+        return [enqueue(view, conversation, group, now, cause, why=why)]
     note = {"comment": comment, "from_respondent": from_respondent}
-    return [assign(view, conversation, chosen, group, now, cause, **note)]
+    return [assign(view, conversation, eligible[0], group, now, cause, **note, why=why)]
 
 
 # serving a free slot
@@ -373,7 +378,8 @@ def _deliver_hold(
     view.remove_hold(hold)
     conversation = _existing(view, hold.conversation_id)
     note = {"comment": hold.comment, "from_respondent": hold.from_respondent}
-    return assign(view, conversation, respondent, hold.group, now, hold.cause, **note)
+    why = explain.no_choice(NOT_BY_RULE, respondent)
+    return assign(view, conversation, respondent, hold.group, now, hold.cause, **note, why=why)
 
 
 def _deliver_entry(
@@ -381,7 +387,8 @@ def _deliver_entry(
 ) -> Decision:
     view.dequeue(entry)
     conversation = _existing(view, entry.conversation_id)
-    return assign(view, conversation, respondent, entry.group, now, "queue")
+    why = explain.no_choice(NOT_BY_RULE, respondent)
+    return assign(view, conversation, respondent, entry.group, now, "queue", why=why)
 
 
 def _existing(view: TenantView, conversation_id: str) -> Conversation:

@@ -33,7 +33,7 @@ from chatroute.domain.model import (
     Conversation,
     TenantSettings,
 )
-from chatroute.store import figures, inbox, outbox, tables
+from chatroute.store import census, figures, inbox, outbox, tables
 from chatroute.store.due import WAITING_AFTER
 from chatroute.store.inbox import InboxRow, StoredBody
 from chatroute.store.mapping import COLUMN_OF, TABLE_OF
@@ -240,6 +240,9 @@ class MemoryUnits:
                 state.setdefault(table, []).append(_record(obj, table))
             for respondent in view.respondents.values():
                 state.setdefault(tables.memberships, []).extend(membership_rows(respondent))
+            state.setdefault(tables.group_census, []).extend(
+                census.census_rows(view.respondents.values())
+            )
             for table, rows in _figures(view).items():
                 state.setdefault(table, []).extend(rows)
         for table, rows in state.items():

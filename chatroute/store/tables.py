@@ -117,6 +117,18 @@ memberships = Table(
     Column("position", Integer, nullable=False),
 )
 
+# Each group's members counted, unavailable and full (``store.census``): explanations count a
+# group's ineligible members from it instead of walking the group.
+group_census = Table(
+    "group_census",
+    metadata,
+    _tenant(),
+    Column("group_id", Id, primary_key=True),
+    Column("members", Integer, nullable=False),
+    Column("unavailable", Integer, nullable=False),
+    Column("full", Integer, nullable=False),
+)
+
 # Declared groups (``group.updated``): a group need not be declared to be used.
 groups = Table(
     "groups",
@@ -168,6 +180,7 @@ conversations = Table(
     Column("priority", Integer, nullable=False, default=0, server_default="0"),
     Column("rule_targets", JsonValueOrNull),
     Column("target", Integer),
+    Column("rule_id", Id),
     Column("excluded", Id),
     Column("active_at", UTCDateTime),
     Column("unrouted_code", String(20)),
@@ -304,6 +317,7 @@ ROUTING_STATE = (
     tenants,
     respondents,
     memberships,
+    group_census,
     groups,
     rules,
     conversations,

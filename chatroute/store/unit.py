@@ -4,7 +4,9 @@
 - ``tenant_work``: one applying transaction of a tenant, under its lock: its view, its
   unapplied inbox rows, savepoints for careful mode, and at the end the rows' marks and the
   decisions (the outbox), committed together;
-- ``decisions_alone``: decisions that record no event (a message set aside at intake).
+- ``decisions_alone``: decisions that record no event (a message set aside at intake);
+- ``looking``: a read-only transaction in which the domain may change a tenant's view in
+  memory to see what it would decide (``chatroute route``); the database refuses any write.
 
 ``SqlUnits`` offers them to the engine's steps (``Units``); ``store.memory`` offers the same
 units on state kept in memory, for ``chatroute replay``.
@@ -243,6 +245,27 @@ def tenant_work(
         kept.keep(tenant, KeptView(session, work.view))
     else:
         session.close()
+
+
+@contextmanager
+def looking(sessions: sessionmaker[Session], tenant: str) -> Iterator[SqlTenantView | None]:
+    """A read-only transaction over ``tenant``'s state (None: no such tenant). The view never
+    flushes, the database is told to refuse writes, and it all rolls back: the tenant's lock
+    is not taken, and workers go on meanwhile."""
+    with sessions() as session, session.no_autoflush:
+        connection = session.connection()
+        sqlite = connection.dialect.name == "sqlite"
+        connection.exec_driver_sql("PRAGMA query_only = ON" if sqlite else READ_ONLY)
+        try:
+            settings = session.get(TenantSettings, tenant)
+            yield None if settings is None else SqlTenantView(session, settings, writes=False)
+        finally:
+            if sqlite:  # a setting of the pooled connection, not of the transaction
+                connection.exec_driver_sql("PRAGMA query_only = OFF")
+            session.rollback()
+
+
+READ_ONLY = "SET TRANSACTION READ ONLY"
 
 
 def _locked_view(session: Session, tenant: str, previous: KeptView | None) -> SqlTenantView | None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from chatroute.domain.explain import Census
 from chatroute.domain.model import (
     AVAILABLE,
     Contact,
@@ -37,7 +38,7 @@ from chatroute.domain.model import (
     TimerState,
 )
 from chatroute.domain.routing import candidate_key
-from chatroute.store import tables
+from chatroute.store import census, tables
 
 
 class _Unknown:
@@ -54,7 +55,7 @@ _Q = tables.queue_entries.c
 _QUEUE_ORDER = (_Q.priority.desc(), _Q.joined_at, _Q.seq)
 # How many free members of a group a transaction reads, best first (see free_respondents).
 RANKED = 64
-MIN_UNCHANGED = 3
+MIN_UNCHANGED = 5
 # How many members of a group a view keeps as looked at (see next_transaction).
 LOOKED_AT = 2 * RANKED
 # Up to how many pending holds a view reads all of them at once.
@@ -83,10 +84,13 @@ class _Ranking:
 class SqlTenantView:
     """Reads go through the session's identity map; changes flush with the transaction."""
 
-    def __init__(self, session: Session, settings: TenantSettings) -> None:
+    def __init__(self, session: Session, settings: TenantSettings, *, writes: bool = True) -> None:
         self.session = session
         self.tenant = settings.tenant
         self._settings = settings
+        # False in a read-only transaction (``store.unit.looking``): nothing is flushed, so
+        # queries see the database as it is, and the view's own changes only in memory.
+        self._writes = writes
         self.forget()
 
     def forget(self) -> None:
@@ -116,6 +120,7 @@ class SqlTenantView:
         # respondent's groups change only through add_respondent): the candidates a routing
         # must see besides the ranking, without a walk over every respondent of the batch.
         self._seen_in: dict[str, dict[str, Respondent]] = {}
+        self._census: dict[str, tuple[int, Census]] = {}  # as flushed, by census.WRITES
 
     def next_transaction(self) -> None:
         """This view serves the tenant's next transaction (no other wrote in between): what it
@@ -127,6 +132,7 @@ class SqlTenantView:
             del self._seen_in[group]
             self._ranked.pop(group, None)
         self.lately_armed.clear()
+        self._census.clear()  # kept by the session's count of writes, and this one is new
 
     def _count(self, kind: type[QueueEntry | PendingHold]) -> int:
         """The tenant's queue entries or holds: most serving finds none, and skips a query."""
@@ -179,7 +185,7 @@ class SqlTenantView:
         looked at (live) since the group's ranking was first read, and the first ``RANKED`` of
         the group in choice order as the database had them. A member of neither was not
         changed since, and ranks below at least ``MIN_UNCHANGED`` of those still as they were
-        read, or the ranking is read again: so the three best (the most any choice needs) are
+        read, or the ranking is read again: so the five best (the most any choice shows) are
         always here."""
         ranked = self._ranking(group)
         if len(ranked.members) == RANKED and not ranked.holds():
@@ -192,6 +198,16 @@ class SqlTenantView:
             for r in pool.values()
             if r.status == AVAILABLE and r.load < r.slots and group in r.groups
         ]
+
+    def census(self, group: str) -> Census:
+        writes = self.session.info.get(census.WRITES, 0)
+        known = self._census.get(group)
+        if known is None or known[0] != writes:
+            with self.session.no_autoflush:
+                known = (writes, census.read(self.session.connection(), self.tenant, group))
+            self._census[group] = known
+        changes = census.unflushed(self.session).get((self.tenant, group))
+        return census.with_changes(known[1], changes)
 
     def _ranking(self, group: str) -> _Ranking:
         if group not in self._ranked:
@@ -230,7 +246,7 @@ class SqlTenantView:
             return True
         if self._groups.get(group) is not None:
             return True
-        self.session.flush()  # memberships are written by the flush
+        self._flush()  # memberships are written by the flush
         m, g = tables.memberships.c, tables.groups.c
         member = select(m.group_id).where(m.tenant == self.tenant, m.group_id == group)
         declared = select(g.group_id).where(g.tenant == self.tenant, g.group_id == group)
@@ -299,7 +315,7 @@ class SqlTenantView:
         return list(self.session.scalars(query.order_by(Conversation.conversation_id)))
 
     def idle_candidates(self) -> list[Conversation]:
-        self.session.flush()
+        self._flush()
         query = select(Conversation).where(
             Conversation.tenant == self.tenant,
             Conversation.state.not_in([State.CLOSED, State.SNOOZED]),
@@ -312,7 +328,7 @@ class SqlTenantView:
 
     def last_answered_contact(self, visitor: str) -> Contact | None:
         # Contacts added or changed in this transaction count: written first.
-        self.session.flush()
+        self._flush()
         c = tables.conversations.c
         ended = Contact.ended_at
         cid = Contact.conversation_id
@@ -364,7 +380,7 @@ class SqlTenantView:
         entry.priority = priority
         # Written at once: the queue's queries flush only for entries added or removed, so
         # that no freed slot pays a walk over every object the batch changed.
-        self.session.flush()
+        self._flush()
 
     @staticmethod
     @cache
@@ -487,12 +503,16 @@ class SqlTenantView:
     @contextmanager
     def _flushed(self, kind: type[QueueEntry | PendingHold]) -> Iterator[None]:
         session = self.session
-        if any(isinstance(o, kind) for o in (*session.new, *session.deleted)):
+        if self._writes and any(isinstance(o, kind) for o in (*session.new, *session.deleted)):
             session.flush()
             yield
         else:
             with session.no_autoflush:
                 yield
+
+    def _flush(self) -> None:
+        if self._writes:
+            self.session.flush()
 
     # contacts
     def contacts(self, conversation_id: str) -> list[Contact]:
@@ -584,7 +604,7 @@ class SqlTenantView:
     def armed_timers_of_kind(self, kind: str) -> list[Timer]:
         if self._earliest_due() is None:
             return []
-        self.session.flush()
+        self._flush()
         query = select(Timer.conversation_id).where(
             Timer.tenant == self.tenant, Timer.kind == kind, Timer.state == TimerState.ARMED
         )

@@ -119,8 +119,8 @@ def test_a_stamped_replay_receives_each_line_when_its_stamp_says(tmp_path: Path)
     assert refused.returncode == 2 and "line 2: not a stamped line" in refused.stderr
 
 
-COMMANDS = ["replay", "whatif", "stats", "report", "queues", "history", "prune", "gateway",
-            "publish", "worker", "sweeper", "health", "migrate"]  # fmt: skip
+COMMANDS = ["replay", "whatif", "stats", "report", "queues", "explain", "route", "history", "prune",
+            "gateway", "publish", "worker", "sweeper", "health", "migrate"]  # fmt: skip
 
 
 def test_help_says_what_chatroute_is_and_what_each_command_does(tmp_path: Path) -> None:

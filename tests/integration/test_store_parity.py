@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from sqlalchemy import select
 
 from chatroute import bootstrap
 from chatroute.domain.commands import (
@@ -33,7 +34,7 @@ from chatroute.domain.model import Decision, TenantSettings
 from chatroute.domain.ports import TenantView
 from chatroute.errors import Rejected
 from chatroute.settings import Settings
-from chatroute.store import unit
+from chatroute.store import census, tables, unit
 from chatroute.store import view as view_module
 from chatroute.store.view import SqlTenantView
 from tests.unit.test_domain_properties import SETUP, STEPS, T0
@@ -66,6 +67,17 @@ def steps_outcomes(
     return results
 
 
+def census_is_a_recount(rt: bootstrap.Runtime, tenant: str) -> None:
+    """The census the flushes kept (``store.census``) is the members counted again."""
+    g = tables.group_census.c
+    kept = select(g.group_id, g.members, g.unavailable, g.full).where(g.tenant == tenant)
+    with rt.engine.connect() as connection:
+        counts = sorted(tuple(row) for row in connection.execute(kept))
+        census.recount(connection, tenant)
+        assert sorted(tuple(row) for row in connection.execute(kept)) == counts
+        connection.rollback()
+
+
 def in_memory(steps: list[tuple[int, Command, int | None]]) -> list[Outcome]:
     view = InMemoryTenantView("t")
     return steps_outcomes(lambda apply: apply(view), steps)
@@ -85,7 +97,9 @@ def in_sql(rt: bootstrap.Runtime, steps: list[tuple[int, Command, int | None]]) 
                 session.rollback()
             return result
 
-    return steps_outcomes(run, steps)
+    results = steps_outcomes(run, steps)
+    census_is_a_recount(rt, tenant)
+    return results
 
 
 def in_one_transaction(
@@ -97,7 +111,9 @@ def in_one_transaction(
         settings = TenantSettings(tenant)
         session.add(settings)
         view = SqlTenantView(session, settings)
-        return steps_outcomes(lambda apply: apply(view), steps)
+        results = steps_outcomes(lambda apply: apply(view), steps)
+    census_is_a_recount(rt, tenant)
+    return results
 
 
 def across_kept_transactions(
@@ -115,7 +131,9 @@ def across_kept_transactions(
             assert work is not None
             return apply(work.view)
 
-    return steps_outcomes(run, steps)
+    results = steps_outcomes(run, steps)
+    census_is_a_recount(rt, tenant)
+    return results
 
 
 @pytest.fixture
@@ -203,6 +221,7 @@ def test_a_group_larger_than_the_ranking_decides_as_the_memory_view(
     assert (
         sum(d.type == "conversation.assigned" for o in got if isinstance(o, list) for d in o) > 150
     )
+    census_is_a_recount(runtime, tenant)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -231,3 +250,4 @@ def test_a_kept_view_of_a_group_larger_than_its_ranking_decides_as_the_memory_vi
                 when = T0 + timedelta(seconds=n)
                 got.append(outcome(lambda c=commands[n], t=when: handle(work.view, c, t)))
     assert got == expected
+    census_is_a_recount(runtime, tenant)

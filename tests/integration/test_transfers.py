@@ -56,6 +56,15 @@ def test_transfer_to_an_available_respondent_is_assigned_at_once(
         "cause": "transfer",
         "comment": "needs billing",
         "from_respondent": "a",
+        # a transfer to a respondent chooses nobody: the recipient as they were
+        "explain": {
+            "rule": None,
+            "target": None,
+            "skipped": [],
+            "candidates": [{"respondent": "b", "load": 0, "slots": 1, "last_assigned_at": None}],
+            "eligible": None,
+            "ineligible": None,
+        },
     }
 
 
@@ -92,6 +101,15 @@ def test_unavailable_recipient_who_comes_back_after_2h_gets_it(
         "cause": "transfer",
         "comment": "needs billing",
         "from_respondent": "a",
+        # a transfer to a respondent chooses nobody: the recipient as they were
+        "explain": {
+            "rule": None,
+            "target": None,
+            "skipped": [],
+            "candidates": [{"respondent": "b", "load": 0, "slots": 1, "last_assigned_at": None}],
+            "eligible": None,
+            "ineligible": None,
+        },
     }
 
 

@@ -75,12 +75,20 @@ class Desk:
         self.when(RuleUpdated("all", "g1", 10))
 
     def when(self, command: Command) -> list[Decision]:
-        return handle(self.view, command, self.now)
+        return self._placed(handle(self.view, command, self.now))
 
     def advance(self, minutes: float) -> list[Decision]:
         """Move the clock ``minutes`` and fire what fell due."""
         self.now += timedelta(minutes=minutes)
-        return fire_due(self.view, self.now)
+        return self._placed(fire_due(self.view, self.now))
+
+    def _placed(self, decisions: list[Decision]) -> list[Decision]:
+        """The decisions without their explanations, which go to ``explained`` (by index):
+        these steps check where conversations go, test_explain why."""
+        self.explained = [d.data.get("explain") for d in decisions]
+        return [
+            Decision(d.type, {k: v for k, v in d.data.items() if k != "explain"}) for d in decisions
+        ]
 
     def respondent(self, rid: str, *groups: str, slots: int = 1, available: bool = True) -> None:
         self.when(RespondentUpdated(rid, list(groups or ["g1"]), slots))

@@ -125,15 +125,15 @@ def test_route_group_by_priority_then_rule_id(rules: list[Rule], group: str | No
     ],
     ids=["lowest-load", "never-assigned-first", "oldest-last", "id", "id-never", "load-first"],
 )
-def test_choose_tie_breaks(candidates: list[Respondent], winner: str) -> None:
-    chosen = routing.choose(candidates)
-    assert chosen is not None and chosen.respondent_id == winner
+def test_choice_tie_breaks(candidates: list[Respondent], winner: str) -> None:
+    assert routing.ranked(candidates)[0].respondent_id == winner
 
 
-def test_choose_skips_excluded_and_returns_none_when_empty() -> None:
-    chosen = routing.choose([person("a"), person("b", load=1)], exclude={"a"})
-    assert chosen is not None and chosen.respondent_id == "b"
-    assert routing.choose([person("a")], exclude={"a"}) is None
+def test_ranked_gives_the_best_few_in_choice_order_and_nobody_from_nobody() -> None:
+    team = [person("d", load=1), person("c", last=2), person("b", last=1), person("a")]
+    assert [r.respondent_id for r in routing.ranked(team)] == ["a", "b", "c"]
+    assert [r.respondent_id for r in routing.ranked(team, 5)] == ["a", "b", "c", "d"]
+    assert routing.ranked([]) == []
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,13 @@ def test_route_in_group_assigns_the_best_free_member() -> None:
     decisions = routing.route_in_group(view, conversation, "g1", T0, "new")
     # Then the idle one gets it, with load, last assignment and a first contact
     data = {"conversation": "c1", "respondent": "b", "group": "g1", "cause": "new"}
-    assert decisions == [Decision("conversation.assigned", data)]
+    shown = [
+        {"respondent": "b", "load": 0, "slots": 2, "last_assigned_at": None},
+        {"respondent": "a", "load": 1, "slots": 2, "last_assigned_at": None},
+    ]
+    why = {"rule": None, "target": None, "skipped": [], "candidates": shown, "eligible": 2}
+    why["ineligible"] = {"excluded": 0, "unavailable": 0, "full": 0}
+    assert decisions == [Decision("conversation.assigned", data | {"explain": why})]
     b = view.respondents["b"]
     assert (b.load, b.last_assigned_at) == (1, T0)
     assert (conversation.state, conversation.respondent, conversation.contacts) == (
@@ -213,6 +219,7 @@ def test_transfer_assignment_carries_comment_and_from() -> None:
         "transfer",
         comment="x",
         from_respondent="a",
+        why={"made": "by the caller"},
     )
     assert decision.data == {
         "conversation": "c1",
@@ -221,6 +228,7 @@ def test_transfer_assignment_carries_comment_and_from() -> None:
         "cause": "transfer",
         "comment": "x",
         "from_respondent": "a",
+        "explain": {"made": "by the caller"},
     }
 
 

@@ -306,6 +306,18 @@ def test_best_effort_identity_reads_what_it_can() -> None:
     assert best_effort_identity(b"garbage") == (None, None, None)
 
 
+def an_explanation(last_assigned_at: datetime | None = None) -> dict[str, Any]:
+    candidate = {"respondent": "r1", "load": 0, "slots": 2, "last_assigned_at": last_assigned_at}
+    return {
+        "rule": "all",
+        "target": 0,
+        "skipped": [],
+        "candidates": [candidate],
+        "eligible": 1,
+        "ineligible": {"excluded": 0, "unavailable": 3, "full": 1},
+    }
+
+
 def test_decisions_get_deterministic_ids_and_rfc3339_times() -> None:
     at = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
     data = {
@@ -315,6 +327,7 @@ def test_decisions_get_deterministic_ids_and_rfc3339_times() -> None:
         "cause": "new",
         "comment": None,
         "from_respondent": None,
+        "explain": an_explanation(at.replace(microsecond=5)),
     }
     first = make_decision("t", "e1", 0, at, "conversation.assigned", data)
     again = make_decision("t", "e1", 0, at, "conversation.assigned", data)
@@ -322,6 +335,8 @@ def test_decisions_get_deterministic_ids_and_rfc3339_times() -> None:
     assert first == again and first["id"] != other["id"]
     assert first["time"] == "2026-11-22T10:00:00Z" and first["causationid"] == "e1"
     assert "comment" not in first["data"]
+    shown = first["data"]["explain"]["candidates"][0]
+    assert shown["last_assigned_at"] == "2026-11-22T10:00:00.000005Z"  # times at any depth
     assert format_time(at.replace(microsecond=5)) == "2026-11-22T10:00:00.000005Z"
 
 
@@ -334,6 +349,7 @@ def test_a_transfer_decision_carries_comment_and_from_respondent() -> None:
         "cause": "transfer",
         "comment": None,
         "from_respondent": "a",
+        "explain": an_explanation(),
     }
     decision = make_decision("t", "e1", 0, at, "conversation.assigned", data)
     assert decision["data"]["comment"] is None and decision["data"]["from_respondent"] == "a"
