@@ -63,6 +63,8 @@ def build(
         db.migrate(engine)
     sessions = db.session_factory(engine)
     # Before the memberships are rewritten: a census change may read them as they were.
+    event.listen(sessions, "transient_to_pending", census.added)
+    event.listen(sessions, "after_soft_rollback", census.rolled_back)
     event.listen(sessions, "before_flush", census.count_members)
     event.listen(sessions, "before_flush", sync_memberships)
     event.listen(sessions, "before_flush", stamp_stats_changes)

@@ -37,9 +37,13 @@ class Census:
 
 def standing(respondent: Respondent) -> str:
     """``free``, ``full`` or ``unavailable``: what a member counts as in its groups' census."""
-    if respondent.status != AVAILABLE:
+    return standing_of(respondent.status, respondent.load, respondent.slots)
+
+
+def standing_of(status: str, load: int, slots: int) -> str:
+    if status != AVAILABLE:
         return UNAVAILABLE
-    return FULL if respondent.load >= respondent.slots else FREE
+    return FULL if load >= slots else FREE
 
 
 @dataclass(frozen=True)

@@ -2,49 +2,96 @@
 them are unavailable or full. Decisions' explanations count a group's ineligible members from
 it (``explain.Census``) instead of walking a group of thousands.
 
-The flush keeps it: a respondent's standing and groups before and after each flush give the
-changes to add (``count_members``). Between flushes, what the session holds unflushed is added
-when it is read (``unflushed``), so a read is always as of now.
+The session keeps the changes as they are made: each time a counted attribute of a respondent
+is set (``watch``), or a respondent is added (``added``), what it does to its groups' census is
+added to the changes not flushed yet; the flush writes them (``count_members``), a rollback
+drops them (``rolled_back``). A read adds them to the row as flushed (``unflushed``), so it is
+always as of now, at no cost that grows with the batch. The domain replaces a respondent's
+groups whole (a change in place fires no "set"; the parity tests recount the census).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, inspect, select
+from sqlalchemy import Connection, and_, case, delete, event, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.orm import Session, object_session
 
-from chatroute.domain.explain import FREE, Census, standing
+from chatroute.domain.explain import FREE, Census, standing, standing_of
 from chatroute.domain.model import AVAILABLE, Respondent
 from chatroute.store import tables
 
-# session.info: how many times the flush changed census rows (a view's reads stay good until).
+# session.info: how many times the flush changed census rows (a view's reads stay good until
+# it changes), and the changes not flushed yet.
 WRITES = "census_writes"
+PENDING = "census_pending"
 _C = tables.group_census.c
+# What a respondent counts as in its groups' census comes from these.
+COUNTED = ("groups", "status", "load", "slots")
 # Per (tenant, group): [members, unavailable, full] to add.
 Changes = dict[tuple[str, str], list[int]]
+Side = tuple[list[str], str]  # a respondent's groups, and what it counts as in them
+
+
+def watch() -> None:
+    """Count every change of a respondent's counted attributes (once, after mapping)."""
+    for key in COUNTED:
+        # active_history: the old value, even of an attribute expired since it was read
+        event.listen(getattr(Respondent, key), "set", _setting(key), active_history=True)
+
+
+def _setting(key: str) -> Callable[[Respondent, Any, Any, Any], None]:
+    def set_(respondent: Respondent, value: Any, old: Any, _initiator: Any) -> None:
+        session = object_session(respondent)
+        if session is None:  # not in a session yet: counted when added to one
+            return
+        now = {k: getattr(respondent, k) for k in COUNTED}
+        _move(
+            _pending(session), respondent.tenant, _side(now | {key: old}), _side(now | {key: value})
+        )
+
+    return set_
+
+
+def added(session: Session, obj: object) -> None:
+    """A respondent added to ``session`` joins its groups' census (the session's
+    ``transient_to_pending`` event)."""
+    if isinstance(obj, Respondent):
+        _move(_pending(session), obj.tenant, None, (obj.groups, standing(obj)))
+
+
+def rolled_back(session: Session, _transaction: object) -> None:
+    """The changes not flushed are gone with a rollback (to a savepoint, too); what was flushed
+    and read before may be (``after_soft_rollback``)."""
+    session.info.pop(PENDING, None)
+    session.info[WRITES] = session.info.get(WRITES, 0) + 1
 
 
 def count_members(session: Session, _context: object, _instances: object) -> None:
-    """Before a flush: add the changes of the respondents it writes to their groups' census."""
+    """Before a flush: write the census changes it carries."""
     changes = unflushed(session)
+    session.info.pop(PENDING, None)
     if changes:
         _add(session.connection(), changes)
         session.info[WRITES] = session.info.get(WRITES, 0) + 1
 
 
 def unflushed(session: Session) -> Changes:
-    """What the respondents changed since the last flush do to their groups' census."""
-    changes: Changes = {}
-    for obj in (*session.new, *session.dirty):  # respondents are never deleted
-        if isinstance(obj, Respondent):
-            was = None if obj in session.new else _as_flushed(session, inspect(obj))
-            _move(changes, obj.tenant, was, (obj.groups, standing(obj)))
-    return {key: counts for key, counts in changes.items() if any(counts)}
+    """The census changes the session holds, not flushed yet."""
+    pending: Changes = session.info.get(PENDING, {})
+    return {key: counts for key, counts in pending.items() if any(counts)}
+
+
+def _pending(session: Session) -> Changes:
+    changes: Changes = session.info.setdefault(PENDING, {})
+    return changes
+
+
+def _side(values: dict[str, Any]) -> Side:
+    return values["groups"], standing_of(values["status"], values["load"], values["slots"])
 
 
 def read(connection: Connection, tenant: str, group: str) -> Census:
@@ -100,32 +147,11 @@ def recount(connection: Connection, tenant: str) -> None:
     connection.execute(insert(tables.group_census).from_select(columns, counted))
 
 
-def _as_flushed(session: Session, state: InstanceState[Respondent]) -> tuple[list[str], str]:
-    values = {key: _before(state, key) for key in ("status", "load", "slots")}
-    groups = _before(state, "groups")
-    if groups is None:  # changed in place: the membership rows are its groups as flushed
-        m = tables.memberships.c
-        obj = state.obj()
-        query = select(m.group_id).where(
-            m.tenant == obj.tenant, m.respondent_id == obj.respondent_id
-        )
-        groups = list(session.connection().scalars(query))
-    flushed = Respondent("", "", [], values["slots"], values["status"], load=values["load"])
-    return groups, standing(flushed)
-
-
-def _before(state: InstanceState[Respondent], key: str) -> Any:
-    history = state.attrs[key].history
-    if history.deleted:
-        return history.deleted[0]
-    return history.unchanged[0] if history.unchanged else None
-
-
 def _move(
     changes: Changes,
     tenant: str,
-    was: tuple[list[str], str] | None,
-    now: tuple[list[str], str] | None,
+    was: Side | None,
+    now: Side | None,
 ) -> None:
     delta: Counter[tuple[str, str]] = Counter()
     for side, sign in ((was, -1), (now, 1)):

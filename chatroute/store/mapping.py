@@ -9,7 +9,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import registry
 
 from chatroute.domain import model
-from chatroute.store import tables
+from chatroute.store import census, tables
 
 mapper_registry = registry()
 _mapped = threading.Lock()
@@ -23,6 +23,7 @@ def start_mappers() -> None:
         if _done:
             return
         _map_all()
+        census.watch()
         _done = True
 
 
