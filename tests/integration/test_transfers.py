@@ -40,6 +40,17 @@ def stats(tmp_path: Path, name: str) -> dict[str, dict[str, Any]]:
     return {row["respondent"]: row for row in rows(rt, "respondent", Window("shop-1"))}
 
 
+# A transfer to a respondent chooses nobody: its explanation shows the recipient, b, as they were.
+CHOSE_NOBODY_BUT_B = {
+    "rule": None,
+    "target": None,
+    "skipped": [],
+    "candidates": [{"respondent": "b", "load": 0, "slots": 1, "last_assigned_at": None}],
+    "eligible": None,
+    "ineligible": None,
+}
+
+
 def test_transfer_to_an_available_respondent_is_assigned_at_once(
     tmp_path: Path, shop: Events
 ) -> None:
@@ -56,15 +67,7 @@ def test_transfer_to_an_available_respondent_is_assigned_at_once(
         "cause": "transfer",
         "comment": "needs billing",
         "from_respondent": "a",
-        # a transfer to a respondent chooses nobody: the recipient as they were
-        "explain": {
-            "rule": None,
-            "target": None,
-            "skipped": [],
-            "candidates": [{"respondent": "b", "load": 0, "slots": 1, "last_assigned_at": None}],
-            "eligible": None,
-            "ineligible": None,
-        },
+        "explain": CHOSE_NOBODY_BUT_B,
     }
 
 
@@ -101,15 +104,7 @@ def test_unavailable_recipient_who_comes_back_after_2h_gets_it(
         "cause": "transfer",
         "comment": "needs billing",
         "from_respondent": "a",
-        # a transfer to a respondent chooses nobody: the recipient as they were
-        "explain": {
-            "rule": None,
-            "target": None,
-            "skipped": [],
-            "candidates": [{"respondent": "b", "load": 0, "slots": 1, "last_assigned_at": None}],
-            "eligible": None,
-            "ineligible": None,
-        },
+        "explain": CHOSE_NOBODY_BUT_B,
     }
 
 
