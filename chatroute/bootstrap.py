@@ -62,7 +62,7 @@ def build(
     if migrate:
         db.migrate(engine)
     sessions = db.session_factory(engine)
-    # Before the memberships are rewritten: a census change may read them as they were.
+    # Each group's census follows its respondents as they change (store.census).
     event.listen(sessions, "transient_to_pending", census.added)
     event.listen(sessions, "after_soft_rollback", census.rolled_back)
     event.listen(sessions, "before_flush", census.count_members)

@@ -121,10 +121,13 @@ def choice(
 
 
 def census_of(members: Iterable[Respondent]) -> Census:
-    """The census of these members, counted one by one (a view that has them all at hand)."""
-    counts = {FREE: 0, FULL: 0, UNAVAILABLE: 0}
-    total = 0
+    """The census of these members, counted one by one (a view that has them all at hand:
+    the loop is ``standing``'s, inline, as it runs for every member of a group)."""
+    total = unavailable = full = 0
     for member in members:
-        counts[standing(member)] += 1
         total += 1
-    return Census(total, counts[UNAVAILABLE], counts[FULL])
+        if member.status != AVAILABLE:
+            unavailable += 1
+        elif member.load >= member.slots:
+            full += 1
+    return Census(total, unavailable, full)
