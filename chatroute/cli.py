@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from chatroute import bootstrap, logs
 from chatroute.errors import Rejected, SettingsError
@@ -318,22 +319,16 @@ def _queues(args: argparse.Namespace, settings: Settings) -> int:
 def _explain(args: argparse.Namespace, settings: Settings) -> int:
     from chatroute.explain import decisions, render
 
-    rt = bootstrap.build(settings, migrate=True)
-    entries = decisions(rt, args.tenant, args.conversation)
-    if not entries:
-        print(
-            f"chatroute explain: no decision about conversation {args.conversation!r} in "
-            f"tenant {args.tenant!r}",
-            file=sys.stderr,
-        )
+    what = "decision about conversation"
+    document = _conversation(args, settings, ("explain", what, "decisions"), decisions)
+    if document is None:
         return 1
-    document = {"tenant": args.tenant, "conversation": args.conversation, "decisions": entries}
-    print(json.dumps(document, indent=2) if args.json else render(entries))
+    print(json.dumps(document, indent=2) if args.json else render(document["decisions"]))
     return 0
 
 
 def _route(args: argparse.Namespace, settings: Settings) -> int:
-    from chatroute.explain import describe
+    from chatroute.explain import render_route
     from chatroute.route import route
 
     rt = bootstrap.build(settings, migrate=True)
@@ -348,33 +343,39 @@ def _route(args: argparse.Namespace, settings: Settings) -> int:
     if answer is None:
         print(f"chatroute route: no tenant {args.tenant!r}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(answer, indent=2))
-        return 0
-    if answer["respondent"] is not None:
-        print(f"assigned to {answer['respondent']} in {answer['group']}")
-    elif answer["position"] is not None:
-        print(f"queued in {answer['group']} at position {answer['position']}")
-    else:
-        print(f"unrouted ({answer['code']})")
-    print("\n".join("    " + line for line in describe(answer["explain"])))
+    print(json.dumps(answer, indent=2) if args.json else render_route(answer))
     return 0
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:
     from chatroute.history import timeline
 
-    rt = bootstrap.build(settings, migrate=True)
-    entries = timeline(rt, args.tenant, args.conversation)
-    if not entries:
-        print(
-            f"chatroute history: no conversation {args.conversation!r} in tenant {args.tenant!r}",
-            file=sys.stderr,
-        )
+    document = _conversation(args, settings, ("history", "conversation", "timeline"), timeline)
+    if document is None:
         return 1
-    document = {"tenant": args.tenant, "conversation": args.conversation, "timeline": entries}
     print(json.dumps(document, indent=2))
     return 0
+
+
+def _conversation(
+    args: argparse.Namespace,
+    settings: Settings,
+    named: tuple[str, str, str],
+    read: Callable[[bootstrap.Runtime, str, str], list[dict[str, Any]]],
+) -> dict[str, Any] | None:
+    """One conversation's record for ``chatroute history`` and ``explain`` (``named``: the
+    command, what it says is missing, the document's key for the entries), or None (said on
+    stderr) when there is nothing about it."""
+    command, what, key = named
+    rt = bootstrap.build(settings, migrate=True)
+    entries = read(rt, args.tenant, args.conversation)
+    if not entries:
+        print(
+            f"chatroute {command}: no {what} {args.conversation!r} in tenant {args.tenant!r}",
+            file=sys.stderr,
+        )
+        return None
+    return {"tenant": args.tenant, "conversation": args.conversation, key: entries}
 
 
 def _prune(args: argparse.Namespace, settings: Settings) -> int:

@@ -51,6 +51,17 @@ def render(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def render_route(answer: dict[str, Any]) -> str:
+    """``chatroute route``'s answer for people: where it would go, then why."""
+    if answer["respondent"] is not None:
+        said = f"assigned to {answer['respondent']} in {answer['group']}"
+    elif answer["position"] is not None:
+        said = f"queued in {answer['group']} at position {answer['position']}"
+    else:
+        said = f"unrouted ({answer['code']})"
+    return "\n".join([said, *("    " + line for line in describe(answer["explain"]))])
+
+
 def describe(why: dict[str, Any]) -> list[str]:
     """An explanation as lines of text."""
     lines = []
