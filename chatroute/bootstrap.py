@@ -70,7 +70,7 @@ def build(
     event.listen(sessions, "before_flush", stamp_stats_changes)
     event.listen(sessions, "before_flush", write_whole_rows)
     claims = nudges.claims(settings.redis_url)
-    units = SqlUnits(engine, sessions, KeptViews(settings.kept_rows))
+    units = SqlUnits(engine, sessions, KeptViews(settings.kept_rows), db.lone_engine(engine))
     return Runtime(settings, engine, sessions, clock or SystemClock(), claims, units)
 
 

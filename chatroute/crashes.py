@@ -99,9 +99,7 @@ class Crashes:
 
     @classmethod
     def of(cls, rt: Runtime, work: unit.Work, *, careful: bool, alone: bool) -> Crashes:
-        tenant = work.view.tenant
-        tries = attempts.Tries(rt.engine, tenant) if work.counts_tries else None
-        return cls(rt.settings.fault_kill_on, tries, careful, alone=alone)
+        return cls(rt.settings.fault_kill_on, work.tries(), careful, alone=alone)
 
     def waits_to_go_alone(self) -> bool:
         """At a suspect: True (and the transaction ends here) unless this try runs alone."""

@@ -57,7 +57,7 @@ class Gateway:
             channel.basic_qos(prefetch_count=self.rt.settings.gateway_prefetch)
             log.info("gateway_consuming", queue=GATEWAY_QUEUE)
             while not stop.is_set():
-                self._take_batch(channel)  # a 20 ms wait at most when idle
+                self._take_batch(channel)  # a BATCH_WINDOW_S wait at most when idle
                 _keep_nudges_alive()
         finally:
             if connection.is_open:
@@ -66,11 +66,13 @@ class Gateway:
 
     def _take_batch(self, channel: BlockingChannel) -> None:
         """Up to ``batch_size`` messages, gathered for at most ``BATCH_WINDOW_S``: a steady
-        stream must not wait for a full batch (at 500 events/s, 200 take 400 ms)."""
+        stream must not wait for a full batch (at 500 events/s, 200 take 400 ms). The wait for
+        a next message is the window too: a lone event, at a low rate, waits no longer."""
         batch: list[tuple[Any, Any, bytes]] = []
         limit = self.rt.settings.batch_size
         closes = time.monotonic() + BATCH_WINDOW_S
-        for method, properties, body in channel.consume(GATEWAY_QUEUE, inactivity_timeout=0.02):
+        messages = channel.consume(GATEWAY_QUEUE, inactivity_timeout=BATCH_WINDOW_S)
+        for method, properties, body in messages:
             if method is not None:
                 batch.append((method, properties, body))
             if method is None or len(batch) >= limit or time.monotonic() >= closes:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, Update, func, text, update
+from sqlalchemy import ColumnElement, Engine, Table, Update, bindparam, func, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -41,26 +41,36 @@ def counted(session: Session) -> bool:
 
 
 def count(engine: Engine, seqs: Sequence[int]) -> None:
-    """Commit one more try of these inbox rows at once, whatever becomes of this process."""
+    """Commit one more try of these inbox rows at once, whatever becomes of this process
+    (``engine``: best ``db.lone_engine``'s, where this is one round trip)."""
     if seqs:
-        c = tables.inbox.c
-        _add_try(engine, update(tables.inbox).where(c.seq.in_(list(seqs))))
+        _add_try(engine, _ROWS, {"seqs": list(seqs), "step": 1})
 
 
 def count_timers(engine: Engine, tenant: str, timer_ids: Sequence[str]) -> None:
     """The same for firings of these timers."""
     if timer_ids:
-        c = tables.timers.c
-        _add_try(engine, update(tables.timers).where(c.tenant == tenant, c.timer_id.in_(timer_ids)))
+        _add_try(engine, _TIMERS, {"owner": tenant, "ids": list(timer_ids), "step": 1})
 
 
-def _add_try(engine: Engine, statement: Update, step: int = 1) -> None:
-    table = statement.table
+def _add_try(engine: Engine, statement: Update, values: dict[str, object]) -> None:
     with engine.begin() as connection:
-        # Losing this count in a server crash costs one more try: no need to wait for the disk.
-        connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        # Never below 0: a count taken back may have been lost in a crash of the server.
-        connection.execute(statement.values(attempts=func.greatest(table.c.attempts + step, 0)))
+        connection.execute(statement, values)
+
+
+def _counted(table: Table, *where: ColumnElement[bool]) -> Update:
+    # Never below 0: a count taken back may have been lost in a crash of the server.
+    tries = func.greatest(table.c.attempts + bindparam("step"), 0)
+    return update(table).where(*where).values(attempts=tries)
+
+
+# Built once: a statement built per try cost more than its round trip.
+_ROWS = _counted(tables.inbox, tables.inbox.c.seq.in_(bindparam("seqs", expanding=True)))
+_TIMERS = _counted(
+    tables.timers,
+    tables.timers.c.tenant == bindparam("owner"),
+    tables.timers.c.timer_id.in_(bindparam("ids", expanding=True)),
+)
 
 
 @dataclass
@@ -83,8 +93,7 @@ class Tries:
     def uncount_rows(self, seqs: Sequence[int]) -> None:
         """These counted rows were not tried after all (the transaction ended before them)."""
         if seqs:
-            i = tables.inbox.c
-            _add_try(self.engine, update(tables.inbox).where(i.seq.in_(list(seqs))), -1)
+            _add_try(self.engine, _ROWS, {"seqs": list(seqs), "step": -1})
             self.rows = [seq for seq in self.rows if seq not in set(seqs)]
 
     def withdraw(self) -> None:
@@ -96,14 +105,11 @@ class Tries:
                 _settle_soon(self.engine)
 
     def take_back(self) -> None:
-        i, t = tables.inbox.c, tables.timers.c
         if self.rows:
-            _add_try(self.engine, update(tables.inbox).where(i.seq.in_(self.rows)), -1)
+            _add_try(self.engine, _ROWS, {"seqs": self.rows, "step": -1})
         if self.timers:
-            owned = update(tables.timers).where(
-                t.tenant == self.tenant, t.timer_id.in_(self.timers)
-            )
-            _add_try(self.engine, owned, -1)
+            values = {"owner": self.tenant, "ids": self.timers, "step": -1}
+            _add_try(self.engine, _TIMERS, values)
 
 
 _lock = threading.Lock()

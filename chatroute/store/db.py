@@ -36,6 +36,39 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, hide_parameters=True)
 
 
+def lone_engine(engine: Engine) -> Engine:
+    """An engine beside ``engine`` for statements that are transactions of their own (a try
+    counted before it runs, a look for events that arrived meanwhile): one round trip each,
+    where ``engine.begin()`` costs four (a ping, BEGIN, the statement, COMMIT), on connections
+    that never carry another transaction.
+
+    PostgreSQL commits them without waiting for the disk: losing a try's count in a crash of
+    the server costs one more try. No ping on checkout: after a restart of the server one
+    statement fails, and its actor retries. SQLite: ``engine`` itself (one writer, no server).
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    lone = create_engine(
+        engine.url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=2,
+        max_overflow=5,
+        hide_parameters=True,
+    )
+
+    @event.listens_for(lone, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO OFF")
+        dbapi_connection.commit()
+
+    @event.listens_for(engine, "engine_disposed")
+    def _with_engine(_engine):  # type: ignore[no-untyped-def]
+        lone.dispose()
+
+    return lone
+
+
 def _with_driver(url: str) -> str:
     # psycopg 3 is the one PostgreSQL driver we ship; accept the plain scheme users write.
     for plain in ("postgresql://", "postgres://"):

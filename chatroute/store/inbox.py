@@ -116,11 +116,20 @@ def unapplied(session: Session, tenant: str, limit: int, after: int = 0) -> list
     return [InboxRow(*row) for row in session.execute(query)]
 
 
-def has_newer(session: Session, tenant: str, seq: int) -> bool:
+def has_newer(connection: Connection, tenant: str, seq: int) -> bool:
     """Whether ``tenant`` has an unapplied event that arrived after ``seq``."""
-    c = tables.inbox.c
-    query = select(c.seq).where(c.state == NEW, c.tenant == tenant, c.seq > seq).limit(1)
-    return session.execute(query).first() is not None
+    return connection.execute(_NEWER, {"tenant": tenant, "seq": seq}).first() is not None
+
+
+_NEWER = (
+    select(tables.inbox.c.seq)
+    .where(
+        tables.inbox.c.state == NEW,
+        tables.inbox.c.tenant == bindparam("tenant"),
+        tables.inbox.c.seq > bindparam("seq"),
+    )
+    .limit(1)
+)
 
 
 def mark(

@@ -52,7 +52,9 @@ class MemoryWork:
     view: InMemoryTenantView
     units: MemoryUnits
     keepable: bool = True
-    counts_tries = False  # a try that ends this process ends the replay
+
+    def tries(self) -> None:
+        """Not counted: a try that ends this process ends the replay."""
 
     def unapplied(self, limit: int, after: int) -> list[InboxRow]:
         waiting = self.units.waiting.get(self.view.tenant, {})

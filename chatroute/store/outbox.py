@@ -176,8 +176,13 @@ def relay_all(
 @contextmanager
 def leading(engine: Engine) -> Iterator[Connection | None]:
     """A connection that holds the relay lock (one relay publishes at a time), or None while
-    another process holds it. The lock, and any listening, end with the block."""
+    another process holds it. The lock, and any listening, end with the block.
+
+    On PostgreSQL each of the relay's statements commits by itself: its reads and marks need
+    no BEGIN and COMMIT around them, one round trip each on the way of every decision."""
     with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
         try:
             yield connection if _hold_relay_lock(connection) else None
         finally:

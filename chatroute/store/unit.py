@@ -57,8 +57,10 @@ class Work(Protocol):
     view: WorkView
     keepable: bool
 
-    @property
-    def counts_tries(self) -> bool: ...
+    def tries(self) -> attempts.Tries | None:
+        """This transaction's crash accounting; None where tries are not counted."""
+        ...
+
     def unapplied(self, limit: int, after: int) -> list[InboxRow]: ...
     def savepoint(self) -> AbstractContextManager[None]: ...
     def finish(self, outcome: Outcome) -> None: ...
@@ -97,6 +99,7 @@ class SqlUnits:
     engine: Engine
     sessions: sessionmaker[Session]
     kept: KeptViews
+    lone: Engine  # db.lone_engine: statements that are transactions of their own
 
     def intake(self, keys: Collection[tuple[str, str]], take: Take) -> set[str]:
         return intake(self.sessions, keys, take)
@@ -105,13 +108,14 @@ class SqlUnits:
         decisions_alone(self.sessions, decisions)
 
     def tenant_work(self, tenant: str, now: datetime) -> AbstractContextManager[Work | None]:
-        return tenant_work(self.sessions, tenant, now, self.kept)
+        return tenant_work(self.sessions, tenant, now, self.kept, self.lone)
 
     def has_newer(self, tenant: str, seq: int) -> bool:
-        return has_newer(self.sessions, tenant, seq)
+        with self.lone.begin() as connection:
+            return inbox.has_newer(connection, tenant, seq)
 
     def settle_tries(self) -> None:
-        attempts.settle(self.engine)
+        attempts.settle(self.lone)
 
 
 def intake(
@@ -140,21 +144,30 @@ class TenantWork:
 
     session: Session
     view: SqlTenantView
+    lone: Engine  # where tries are counted: outside this transaction
     # Whether the view may be kept for the tenant's next transaction in this process: not
     # after a rollback to a savepoint, nor when tries were counted and left for later.
     keepable: bool = True
+    _stamped: bool = False
 
     @property
     def tenant(self) -> str:
         return self.view.tenant
 
-    @property
-    def counts_tries(self) -> bool:
-        """Whether tries are counted (``store.attempts``): PostgreSQL only."""
-        return attempts.counted(self.session)
+    def tries(self) -> attempts.Tries | None:
+        """Tries are counted (``store.attempts``) on PostgreSQL only."""
+        return attempts.Tries(self.lone, self.tenant) if attempts.counted(self.session) else None
 
     def unapplied(self, limit: int, after: int) -> list[InboxRow]:
         return inbox.unapplied(self.session, self.tenant, limit, after)
+
+    def stamp_version(self) -> None:
+        """Tell other processes' kept views that this transaction applied the tenant: once,
+        late, so that it rides in the UPDATE the tenant's row gets anyway (its effective
+        time, counters) instead of a statement of its own."""
+        if not self._stamped:
+            self._stamped = True
+            setattr(self.view.settings(), "version", _version(self.view) + 1)  # noqa: B010
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -168,6 +181,7 @@ class TenantWork:
     def finish(self, outcome: Outcome) -> None:
         """Mark the rows this transaction applied or rejected, forgive rows that only waited,
         queue the decisions."""
+        self.stamp_version()  # before the statements below flush the tenant's row
         now, moved = outcome.now, outcome.moved
         attempts.forgive(self.session, outcome.forgiven)
         inbox.mark_applied(self.session, list(outcome.applied), now, moved)
@@ -220,7 +234,11 @@ class KeptViews:
 
 @contextmanager
 def tenant_work(
-    sessions: sessionmaker[Session], tenant: str, now: datetime, kept: KeptViews | None = None
+    sessions: sessionmaker[Session],
+    tenant: str,
+    now: datetime,
+    kept: KeptViews | None = None,
+    lone: Engine | None = None,
 ) -> Iterator[TenantWork | None]:
     """A transaction that holds ``tenant``'s lock; None when the tenant is unknown or another
     worker holds the lock (it re-checks for new events after committing). Commits on exit.
@@ -233,11 +251,10 @@ def tenant_work(
         with session.begin():
             session.info[NOW] = now  # dates the changes the stats worker must count
             view = _locked_view(session, tenant, previous)
-            if view is not None:
-                work = TenantWork(session, view)
-                # In the UPDATE the tenant's row gets anyway (its effective time, counters).
-                setattr(view.settings(), "version", _version(view) + 1)  # noqa: B010
+            work = None if view is None else TenantWork(session, view, lone or session.get_bind())
             yield work
+            if work is not None:
+                work.stamp_version()
     except BaseException:
         session.close()
         raise
@@ -297,10 +314,3 @@ def _locking(session: Session, query: Select[Any], tenant: str) -> Select[Any]:
 def _version(view: SqlTenantView) -> int:
     """The tenant's version as the view has it (a column of the store, not of the domain)."""
     return int(getattr(view.settings(), "version", None) or 0)
-
-
-def has_newer(sessions: sessionmaker[Session], tenant: str, seq: int) -> bool:
-    """Whether ``tenant`` has an unapplied event that arrived after ``seq`` (asked after the
-    applying transaction committed: a nudge sent meanwhile found the lock held)."""
-    with sessions.begin() as session:
-        return inbox.has_newer(session, tenant, seq)
