@@ -5,7 +5,7 @@ causes (the routing and timer workers' step, and ``chatroute replay``'s). Crash 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -29,7 +29,12 @@ log = logs.get("chatroute.apply")
 
 
 def apply_tenant(
-    rt: Runtime, tenant: str, *, final: bool = False, parsed: Parsed | None = None
+    rt: Runtime,
+    tenant: str,
+    *,
+    final: bool = False,
+    parsed: Parsed | None = None,
+    idle: Callable[[], object] = lambda: None,
 ) -> bool:
     """Apply ``tenant``'s unapplied events in arrival order, under the tenant's lock.
 
@@ -37,15 +42,18 @@ def apply_tenant(
     arrived meanwhile. A nudge that found the tenant locked was dropped: the lock's holder
     checks for such events after committing, so none waits for the sweeper. ``final`` (end of
     a replay) rejects events still waiting for an unknown conversation instead of keeping them.
-    ``parsed``: events this process has parsed already (see ``Parsed``).
+    ``parsed``: events this process has parsed already (see ``Parsed``). ``idle`` is called
+    after a transaction that left nothing to apply at once, just before that check: from
+    then on, an event committed needs a nudge of its own (the routing actor releases the
+    tenant's nudge claim there, see ``chatroute.nudges``).
     """
     parsed = parsed or {}
     with TRIES.together():
-        tried = _apply_or_set_aside(rt, tenant, final, parsed, False)
+        tried = _apply_or_set_aside(rt, tenant, final, parsed, False, idle)
     if not tried.suspect_waits:
         return tried.more
     with TRIES.alone():  # see chatroute.crashes: a crash now ends no other tenant's try
-        return _apply_or_set_aside(rt, tenant, final, parsed, True).more
+        return _apply_or_set_aside(rt, tenant, final, parsed, True, idle).more
 
 
 class Tried(NamedTuple):
@@ -54,20 +62,32 @@ class Tried(NamedTuple):
 
 
 def _apply_or_set_aside(
-    rt: Runtime, tenant: str, final: bool, parsed: Parsed, alone: bool
+    rt: Runtime,
+    tenant: str,
+    final: bool,
+    parsed: Parsed,
+    alone: bool,
+    idle: Callable[[], object],
 ) -> Tried:
     try:
-        return _apply_batch(rt, tenant, final, parsed, alone, careful=False)
+        return _apply_batch(rt, tenant, final, parsed, alone, idle, careful=False)
     except DBAPIError:
         raise  # the database's trouble: the actor retries the whole batch later
     except Exception:
         # A bug on some event or timer must not stall the tenant: find it and set it aside.
         log.exception("batch_failed", tenant=tenant)
-        return _apply_batch(rt, tenant, final, parsed, alone, careful=True)
+        return _apply_batch(rt, tenant, final, parsed, alone, idle, careful=True)
 
 
 def _apply_batch(
-    rt: Runtime, tenant: str, final: bool, parsed: Parsed, alone: bool, *, careful: bool
+    rt: Runtime,
+    tenant: str,
+    final: bool,
+    parsed: Parsed,
+    alone: bool,
+    idle: Callable[[], object],
+    *,
+    careful: bool,
 ) -> Tried:
     now = rt.clock.now()
     limit = rt.settings.batch_size
@@ -91,8 +111,10 @@ def _apply_batch(
         if run is not None:
             run.crashes.withdraw()
         raise
-    more = full or rt.units.has_newer(tenant, last_seq)
-    return Tried(more, crashes.suspect_waits)
+    if full:
+        return Tried(True, crashes.suspect_waits)
+    idle()
+    return Tried(rt.units.has_newer(tenant, last_seq), crashes.suspect_waits)
 
 
 def _apply_pages(run: _Run, limit: int) -> tuple[bool, int]:

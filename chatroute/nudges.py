@@ -3,9 +3,12 @@
 A nudge says "this tenant has events to apply" (or conversations to count). While events
 arrive faster than a worker applies them, the gateway would send one per batch it takes in
 (every few milliseconds), most finding the tenant's lock taken; while workers are down, the
-sweeper would add one per sweep, without end. A key in Redis marks a nudge on its way: another
-is sent only once the worker that took it has removed the key, which it does before reading
-the tenant's events, so it sees every event committed before.
+sweeper would add one per sweep, without end. A key in Redis marks a nudge on its way, or a
+worker applying the tenant: another is sent only once that worker has removed the key, which
+it does when a transaction left nothing to apply at once, just before it looks for events
+that arrived meanwhile (``apply.apply_tenant``'s ``idle``). So a busy tenant costs one nudge
+per busy spell, not one per batch the gateway takes in, and an event committed before the
+removal is found by that look, one committed after it sends a nudge.
 
 Nothing depends on Redis for being right, only for sending fewer messages: without it (not
 configured, down, or restarted empty) every nudge is sent, and a key whose nudge no worker
@@ -38,7 +41,8 @@ class Claims(Protocol):
         ...
 
     def release(self, queue: str, tenant: str) -> None:
-        """A worker took the tenant's nudge: the next event needs a new one."""
+        """The next event needs a nudge of its own: a worker took the stats nudge, or the
+        routing worker found nothing more to apply at once."""
         ...
 
 

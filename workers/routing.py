@@ -19,9 +19,16 @@ from chatroute import apply, bootstrap  # noqa: E402
     time_limit=broker.ACTOR_TIME_LIMIT_MS,
 )
 def apply_tenant(tenant: str, final: bool = False) -> None:
-    """A nudge: "tenant has events or timers to apply". Safe to run twice or concurrently."""
+    """A nudge: "tenant has events or timers to apply". Safe to run twice or concurrently.
+
+    The tenant's nudge claim (``chatroute.nudges``) stays taken while this worker applies:
+    events committed meanwhile send no nudge that would only find the tenant's lock taken.
+    It is released once a transaction leaves nothing to apply at once, before the look for
+    events that arrived meanwhile: whatever commits after that sends a nudge of its own."""
     rt = bootstrap.runtime()
-    # Before reading: an event committed from now on sends a nudge of its own.
-    rt.claims.release(broker.ROUTING_QUEUE, tenant)
-    while apply.apply_tenant(rt, tenant, final=final):
+
+    def idle() -> None:
+        rt.claims.release(broker.ROUTING_QUEUE, tenant)
+
+    while apply.apply_tenant(rt, tenant, final=final, idle=idle):
         pass
