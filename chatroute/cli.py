@@ -20,6 +20,7 @@ from typing import Any
 from chatroute import bootstrap, logs
 from chatroute.errors import Rejected, SettingsError
 from chatroute.health import ROLES
+from chatroute.intake import MAX_ID, TENANT
 from chatroute.settings import DEPLOYED_COMMANDS, Settings
 
 NEEDS_BROKER = frozenset({"gateway", "worker", "sweeper", "publish"})
@@ -175,6 +176,9 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than-days", type=float, required=True, dest="days")
     prune.set_defaults(run=_prune)
 
+    access = sub.add_parser("access", help="which RabbitMQ users may publish for which tenants")
+    _access_actions(access)
+
     gateway = sub.add_parser("gateway", help="consume chat.events and relay decisions")
     gateway.add_argument("--db")
     _amqp_option(gateway)
@@ -209,6 +213,23 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--db")
     migrate.set_defaults(run=_migrate)
     return parser
+
+
+def _access_actions(parser: argparse.ArgumentParser) -> None:
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--db")
+    actions = parser.add_subparsers(required=True, metavar="ACTION", dest="action")
+    listing = actions.add_parser("list", parents=[database], help="every publisher's tenants")
+    listing.add_argument("--json", action="store_true")
+    allow = actions.add_parser("allow", parents=[database], help="let a user publish for tenants")
+    revoke = actions.add_parser("revoke", parents=[database], help="take that back")
+    for action, tenants_required in ((allow, True), (revoke, False)):
+        action.add_argument("--user", required=True, type=_publisher, help="a RabbitMQ user")
+        action.add_argument(
+            "--tenant", action="append", dest="tenants", type=_tenant, required=tenants_required,
+            help="a tenant (repeat for several)" + ("" if tenants_required else "; none: all"),
+        )  # fmt: skip
+    parser.set_defaults(run=_access)
 
 
 def _amqp_option(parser: argparse.ArgumentParser) -> None:
@@ -411,6 +432,48 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
     report = check(settings, args.role)
     print(json.dumps({"role": args.role, **report}))
     return 0 if report["live" if args.live else "ready"] else 1
+
+
+def _access(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit status 1 when ``revoke`` found nothing to take back."""
+    from chatroute.store import publishers
+
+    engine = bootstrap.build(settings, migrate=True).engine
+    try:
+        if args.action == "allow":
+            added = publishers.allow(engine, args.user, args.tenants)
+            print(f"{args.user}: {added} tenant(s) added")
+        elif args.action == "revoke":
+            removed = publishers.revoke(engine, args.user, args.tenants)
+            print(f"{args.user}: {removed} tenant(s) removed")
+            return 0 if removed else 1
+        else:
+            _print_publishers(publishers.listing(engine), args.json)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _print_publishers(pairs: list[tuple[str, str]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"publisher": p, "tenant": t} for p, t in pairs]))
+        return
+    if not pairs:
+        print("no publisher is mapped: every event is taken, whoever publishes it")
+    for publisher, tenant in pairs:
+        print(f"{publisher}\t{tenant}")
+
+
+def _publisher(value: str) -> str:
+    if not 0 < len(value) <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"a user name of 1 to {MAX_ID} characters, not {value!r}")
+    return value
+
+
+def _tenant(value: str) -> str:
+    if not TENANT.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a tenant name")
+    return value
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -42,7 +42,7 @@ DATA_MEMBERS = ("data", "data_base64")
 def incoming(method: Basic.Deliver, properties: pika.BasicProperties, body: bytes) -> Incoming:
     """The message as the intake takes it, with how it was published (for a rejected copy)."""
     content_type = text(properties.content_type)
-    origin = Origin(text(method.routing_key), content_type)
+    origin = Origin(text(method.routing_key), content_type, user_id=text(properties.user_id))
     headers = properties.headers or {}
     if not _binary_mode(headers, content_type):
         return Incoming(body, content_type, origin=origin)

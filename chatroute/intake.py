@@ -4,6 +4,7 @@ replay`` takes its lines the same way)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -86,7 +87,7 @@ def _set_aside(rt: Runtime, message: Incoming, error: Exception) -> set[str]:
 def _ingest(rt: Runtime, messages: Sequence[Incoming]) -> set[str]:
     now = rt.clock.now()
     writer = DecisionWriter(now)
-    verdicts = [_verdict(message, now) for message in messages]
+    verdicts = _publishers_checked(rt, [_verdict(message, now) for message in messages])
 
     def take(known: dict[tuple[str, str], inbox.StoredBody]) -> tuple[unit.Rows, unit.Rows]:
         # Only repeats come back, so only they pay for a body comparison.
@@ -110,7 +111,8 @@ def _take(
             _reject_reuse(verdict, writer, now)
         return None
     if verdict.reason is not None:
-        writer.reject(*verdict.identity, verdict.body, verdict.reason, now, origin=verdict.origin)
+        reason, origin = verdict.reason, verdict.origin
+        writer.reject(*verdict.identity, verdict.body, reason, now, verdict.cause, origin)
     if key is None:
         return None
     known[key] = inbox.StoredBody(verdict.text, verdict.row.get("body_sha256"))
@@ -142,11 +144,16 @@ class _Verdict:
     row: dict[str, Any]
     origin: outbox.Origin | None
     reason: str | None = None
+    # False: refused before the tenant's id was taken (see ``_refused_for_publisher``).
+    recorded: bool = True
+    cause: str | None = None  # its rejection's, when not the event's id
 
     @property
     def key(self) -> tuple[str, str] | None:
         tenant, event_id, _ = self.identity
-        return None if tenant == UNKNOWN_TENANT or event_id is None else (tenant, event_id)
+        if not self.recorded or tenant == UNKNOWN_TENANT or event_id is None:
+            return None
+        return tenant, event_id
 
     @property
     def text(self) -> str:
@@ -173,6 +180,43 @@ def _verdict(message: Incoming, now: datetime) -> _Verdict:
         "state": inbox.NEW,
     }
     return _Verdict(message.body, (event.tenant, event.id, event.type), row, message.origin)
+
+
+def _publishers_checked(rt: Runtime, verdicts: list[_Verdict]) -> list[_Verdict]:
+    """``verdicts``, each event that came through the broker refused unless its publisher
+    (``store.publishers``) may publish for its tenant. No publisher mapped: all taken."""
+    checked = [v.reason is None and v.origin is not None for v in verdicts]
+    if not any(checked):
+        return verdicts
+    names = {name for v in verdicts if (name := _publisher(v)) is not None}
+    mapping = rt.units.publishers(names)
+    if mapping is None:
+        return verdicts
+    return [
+        _refused_for_publisher(v) if check and not mapping.may(_publisher(v), v.identity[0]) else v
+        for v, check in zip(verdicts, checked, strict=True)
+    ]
+
+
+def _publisher(verdict: _Verdict) -> str | None:
+    return verdict.origin.user_id if verdict.origin is not None else None
+
+
+def _refused_for_publisher(verdict: _Verdict) -> _Verdict:
+    """A valid event its publisher may not send. It is not recorded under its (tenant, id),
+    which stay free for the tenant's own event, and its rejection is known by the message's
+    publisher and bytes, so no decision of that event can share its id."""
+    tenant, publisher = verdict.identity[0], _publisher(verdict)
+    if publisher is None:
+        reason = (
+            "no publisher: the message has no user_id property, and this deployment maps "
+            "publishers to the tenants they may publish for"
+        )
+    else:
+        reason = f"publisher {publisher!r} may not publish events for tenant {tenant!r}"
+    digest = hashlib.sha256(f"{publisher}\n".encode() + verdict.body).hexdigest()
+    cause = f"publisher:{digest}"
+    return dataclasses.replace(verdict, reason=reason, recorded=False, cause=cause)
 
 
 def _rejected_verdict(message: Incoming, reason: str, now: datetime) -> _Verdict:

@@ -22,10 +22,6 @@ from chatroute.amqp import EVENT_CONTENT_TYPE, EVENTS_EXCHANGE, channel_with_top
 
 log = logs.get("chatroute.publish")
 
-PROPERTIES = pika.BasicProperties(
-    content_type=EVENT_CONTENT_TYPE, delivery_mode=pika.DeliveryMode.Persistent
-)
-
 
 def routing_key(body: bytes) -> str:
     """The event's ``type``; a body without one is still published (the gateway rejects it)."""
@@ -50,12 +46,22 @@ class Publisher:
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self.retries = 0  # publishes that had to be made again
+        # user_id names the publisher (RabbitMQ checks it is the connection's user): a
+        # deployment that maps publishers to tenants (store.publishers) takes its events.
+        # (Not known here when the broker names the user from a client certificate.)
+        user = getattr(pika.URLParameters(amqp_url).credentials, "username", None)
+        self.properties = pika.BasicProperties(
+            content_type=EVENT_CONTENT_TYPE,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            user_id=user,
+        )
 
     def publish(self, body: bytes) -> None:
         failing_since: float | None = None
         while True:
             try:
-                self._ready().basic_publish(EVENTS_EXCHANGE, routing_key(body), body, PROPERTIES)
+                key = routing_key(body)
+                self._ready().basic_publish(EVENTS_EXCHANGE, key, body, self.properties)
                 return
             except (pika.exceptions.AMQPError, OSError) as error:
                 self._drop()

@@ -11,7 +11,9 @@ from chatroute.errors import SettingsError
 DEFAULT_DATABASE_URL = "sqlite:///chatroute.db"
 # The processes of a deployment. A forgotten database URL must stop them, not quietly open
 # ./chatroute.db: only replay, stats, report, history and queues keep the contract's default.
-DEPLOYED_COMMANDS = frozenset({"gateway", "worker", "sweeper", "health", "migrate", "prune"})
+DEPLOYED_COMMANDS = frozenset(
+    {"gateway", "worker", "sweeper", "health", "migrate", "prune", "access"}
+)
 
 
 @dataclass(frozen=True)

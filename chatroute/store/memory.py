@@ -117,6 +117,9 @@ class MemoryUnits:
         self.queue(decisions)
         return accepted
 
+    def publishers(self, names: Collection[str]) -> None:
+        """A replay takes lines of a file, published by nobody: no publisher to check."""
+
     def decisions_alone(self, decisions: Rows) -> None:
         self.queue(decisions)
 

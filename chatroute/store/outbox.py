@@ -67,6 +67,9 @@ class Origin:
     content_type: str | None = None
     # CloudEvents binary content mode: the body kept is its structured-mode translation.
     binary: bool = False
+    # The message's ``user_id`` property: its publisher's RabbitMQ user, as the broker checked
+    # it (store.publishers); None when the publisher did not set it.
+    user_id: str | None = None
 
 
 def rejected_copy_row(
@@ -90,6 +93,7 @@ def rejected_copy_row(
         headers["x-original-routing-key"] = origin.routing_key
         headers["x-original-content-type"] = origin.content_type
         headers["x-cloudevents-mode"] = "binary" if origin.binary else "structured"
+        headers["x-original-user-id"] = origin.user_id
     return {
         "decision_id": f"copy:{decision_id}",
         "tenant": tenant,

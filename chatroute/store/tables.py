@@ -119,6 +119,16 @@ memberships = Table(
 
 # Each group's members counted, unavailable and full (``store.census``): explanations count a
 # group's ineligible members from it instead of walking the group.
+# Which tenants each frontend's RabbitMQ user may publish events for (``chatroute
+# publishers``; ``chatroute.intake``). No row at all: every publisher may publish for every
+# tenant, the single-tenant default.
+publishers = Table(
+    "publishers",
+    metadata,
+    Column("publisher", Id, primary_key=True),
+    Column("tenant", Id, primary_key=True),
+)
+
 group_census = Table(
     "group_census",
     metadata,

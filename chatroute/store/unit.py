@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from chatroute.domain.model import TenantSettings, Timer
 from chatroute.domain.ports import TenantView
-from chatroute.store import attempts, inbox, outbox, tables, tenants
+from chatroute.store import attempts, inbox, outbox, publishers, tables, tenants
 from chatroute.store.inbox import InboxRow, StoredBody
+from chatroute.store.publishers import Publishers
 from chatroute.store.view import NOW, SqlTenantView
 
 Rows = list[dict[str, Any]]
@@ -84,6 +85,11 @@ class Units(Protocol):
     """The units of work the engine's steps (``chatroute.intake``, ``chatroute.apply``) run in."""
 
     def intake(self, keys: Collection[tuple[str, str]], take: Take) -> set[str]: ...
+    def publishers(self, names: Collection[str]) -> Publishers | None:
+        """Which tenants ``names`` may publish for (``store.publishers``); None: no
+        publisher is mapped, every event is taken."""
+        ...
+
     def decisions_alone(self, decisions: Rows) -> None: ...
     def tenant_work(self, tenant: str, now: datetime) -> AbstractContextManager[Work | None]: ...
     def has_newer(self, tenant: str, seq: int) -> bool: ...
@@ -103,6 +109,10 @@ class SqlUnits:
 
     def intake(self, keys: Collection[tuple[str, str]], take: Take) -> set[str]:
         return intake(self.sessions, keys, take)
+
+    def publishers(self, names: Collection[str]) -> Publishers | None:
+        with self.lone.connect() as connection:
+            return publishers.of(connection, names)
 
     def decisions_alone(self, decisions: Rows) -> None:
         decisions_alone(self.sessions, decisions)

@@ -18,12 +18,14 @@ from typing import Any
 import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
+from sqlalchemy import func, select
 
 from chatroute import bootstrap
 from chatroute.amqp import DECISIONS_EXCHANGE, GATEWAY_QUEUE
 from chatroute.publish import publish_bodies
 from chatroute.settings import Settings
 from chatroute.stats import rows
+from chatroute.store import publishers, tables
 from tests.conftest import require_service
 from tests.e2e.harness import ROOT, Pipeline, one_conversation, rabbitmqctl, wait_until
 
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.services
 
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 ACCESS_REFUSED = 403
+PRECONDITION_FAILED = 406
 
 
 class Deployment:
@@ -168,3 +171,63 @@ def pipeline_health(pipeline: Pipeline) -> dict[str, Any]:
         timeout=60,
     )
     return dict(json.loads(result.stdout))
+
+
+def test_a_frontend_user_publishes_only_for_the_tenants_it_is_mapped_to(
+    deployment: Deployment, pg_url: str, tmp_path: Path
+) -> None:
+    # Given the frontend's RabbitMQ user mapped to shop-1 only (`chatroute access allow`)
+    user = deployment.users["frontend"]
+    rt = bootstrap.build(Settings(database_url=pg_url), migrate=True)
+    publishers.allow(rt.engine, user, ["shop-1"])
+    pipeline = Pipeline(pg_url, deployment.url("chatroute"), tmp_path, processes=1, threads=2)
+    own, other = (Frontend(deployment.url("frontend"), t) for t in ("shop-1", "shop-2"))
+    pipeline.start()
+    try:
+        # When it publishes a conversation of shop-1 and one of shop-2 (user_id set, as
+        # `chatroute publish` sets it)
+        own.publish(one_conversation("shop-1") + one_conversation("shop-2"))
+        # Then shop-1's is assigned, and each of shop-2's four events is rejected
+        wait_until(lambda: own.received("conversation.assigned"), 60, "shop-1's assignment")
+        wait_until(lambda: other.received("event.rejected") and len(other.decisions) == 4, 60,
+                   "shop-2's rejections")  # fmt: skip
+        # And RabbitMQ itself refuses a user_id that is not the publishing connection's user
+        spoofed = refused_with(
+            deployment.url("frontend"),
+            lambda channel: channel.basic_publish(
+                "chat.events", "conversation.started", one_conversation("shop-2")[-1],
+                pika.BasicProperties(user_id=deployment.users["chatroute"]),
+            ),
+        )  # fmt: skip
+    finally:
+        pipeline.stop()
+        for frontend in (own, other):
+            frontend.connection.close()
+    try:
+        assert spoofed == PRECONDITION_FAILED
+        assert {d["type"] for d in other.decisions} == {"event.rejected"}
+        assert {d["data"]["reason"] for d in other.decisions} == {
+            f"publisher '{user}' may not publish events for tenant 'shop-2'"
+        }
+        # And nothing of shop-2 was recorded or changed
+        with rt.engine.connect() as connection:
+            for table in (tables.tenants, tables.inbox, tables.conversations):
+                query = select(func.count()).select_from(table).where(table.c.tenant == "shop-2")
+                assert connection.scalar(query) == 0, table.name
+    finally:
+        rt.engine.dispose()
+
+
+def refused_with(url: str, operation: Callable[[Any], object]) -> int | None:
+    """The reply code RabbitMQ closed the channel with for ``operation`` (None: it did not)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        operation(channel)
+    except ChannelClosedByBroker as error:
+        return int(error.reply_code)
+    finally:
+        if connection.is_open:
+            connection.close()
+    return None

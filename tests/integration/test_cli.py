@@ -120,7 +120,8 @@ def test_a_stamped_replay_receives_each_line_when_its_stamp_says(tmp_path: Path)
 
 
 COMMANDS = ["replay", "whatif", "stats", "report", "queues", "explain", "route", "history", "prune",
-            "gateway", "publish", "worker", "sweeper", "health", "migrate"]  # fmt: skip
+            "access", "gateway", "publish", "worker", "sweeper", "health",
+            "migrate"]  # fmt: skip
 
 
 def test_help_says_what_chatroute_is_and_what_each_command_does(tmp_path: Path) -> None:
@@ -153,6 +154,7 @@ DEPLOYED = [
     ["health"],
     ["migrate"],
     ["prune", "--older-than-days", "14"],
+    ["access", "list"],
 ]
 
 
