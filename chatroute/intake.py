@@ -183,9 +183,10 @@ def _verdict(message: Incoming, now: datetime) -> _Verdict:
 
 
 def _publishers_checked(rt: Runtime, verdicts: list[_Verdict]) -> list[_Verdict]:
-    """``verdicts``, each event that came through the broker refused unless its publisher
-    (``store.publishers``) may publish for its tenant. No publisher mapped: all taken."""
-    checked = [v.reason is None and v.origin is not None for v in verdicts]
+    """``verdicts``, each message that came through the broker naming a tenant refused
+    unless its publisher (``store.publishers``) may publish for that tenant, valid or not: a
+    body refused for its content would take its id. No publisher mapped: all taken."""
+    checked = [v.origin is not None and v.identity[0] != UNKNOWN_TENANT for v in verdicts]
     if not any(checked):
         return verdicts
     names = {name for v in verdicts if (name := _publisher(v)) is not None}
@@ -203,7 +204,7 @@ def _publisher(verdict: _Verdict) -> str | None:
 
 
 def _refused_for_publisher(verdict: _Verdict) -> _Verdict:
-    """A valid event its publisher may not send. It is not recorded under its (tenant, id),
+    """A message its publisher may not send. It is not recorded under its (tenant, id),
     which stay free for the tenant's own event, and its rejection is known by the message's
     publisher and bytes, so no decision of that event can share its id."""
     tenant, publisher = verdict.identity[0], _publisher(verdict)

@@ -49,9 +49,11 @@ def of(connection: Connection, publishers: Collection[str]) -> Publishers | None
 
 def allow(engine: Engine, publisher: str, tenants: Collection[str]) -> int:
     """Let ``publisher`` publish for ``tenants``; returns how many pairs were new."""
-    rows = [{"publisher": publisher, "tenant": tenant} for tenant in sorted(set(tenants))]
     with engine.begin() as connection:
-        return insert_ignoring_duplicates(connection, tables.publishers, rows)
+        held = set(connection.scalars(select(_P.tenant).where(_P.publisher == publisher)))
+        rows = [{"publisher": publisher, "tenant": t} for t in sorted(set(tenants) - held)]
+        insert_ignoring_duplicates(connection, tables.publishers, rows)
+    return len(rows)
 
 
 def revoke(engine: Engine, publisher: str, tenants: Collection[str] | None = None) -> int:

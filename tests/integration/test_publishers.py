@@ -112,12 +112,22 @@ def test_a_publisher_is_refused_for_a_tenant_it_is_not_mapped_to_and_changes_not
     before = len(outbox(rt))
     take(rt, sent("frontend-a", *intruder))
     assert len(outbox(rt)) == before
+    # And an invalid body from the intruder is refused for its publisher too, not for its
+    # content: a rejection for its content would take its id
+    invalid = {**intruder[0], "id": "taken-if-recorded", "data": {"rule": "all"}}
+    take(rt, sent("frontend-a", invalid))
+    assert outbox(rt)[-1]["data"]["reason"] == (
+        "publisher 'frontend-a' may not publish events for tenant 'shop-2'"
+    )
+    assert rows_of(rt, tables.inbox, "shop-2") == 0
     # And the ids the intruder used stay free: shop-2's own publisher sends its own events
     # under them (other bodies), and they are applied
     own = shop("shop-2")
-    own.lines = [{**e, "source": "widget/own"} for e in intruder]
+    own.lines = [{**e, "source": "widget/own"} for e in [*intruder, invalid]]
+    own.lines[-1] = {**own.lines[-1], "data": intruder[0]["data"]}
     take(rt, sent("frontend-b", *own.lines))
     assert "conversation.assigned" in [d["type"] for d in outbox(rt) if d["tenant"] == "shop-2"]
+    assert rows_of(rt, tables.inbox, "shop-2") == len(own.lines)
 
 
 def test_a_replay_takes_lines_published_by_nobody(rt: bootstrap.Runtime) -> None:
