@@ -47,13 +47,23 @@ def apply_tenant(
     then on, an event committed needs a nudge of its own (the routing actor releases the
     tenant's nudge claim there, see ``chatroute.nudges``).
     """
-    parsed = parsed or {}
+    asked = _Asked(tenant, final, parsed or {}, idle)
     with TRIES.together():
-        tried = _apply_or_set_aside(rt, tenant, final, parsed, False, idle)
+        tried = _apply_or_set_aside(rt, asked, alone=False)
     if not tried.suspect_waits:
         return tried.more
     with TRIES.alone():  # see chatroute.crashes: a crash now ends no other tenant's try
-        return _apply_or_set_aside(rt, tenant, final, parsed, True, idle).more
+        return _apply_or_set_aside(rt, asked, alone=True).more
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What ``apply_tenant`` was asked, as each of its tries needs it."""
+
+    tenant: str
+    final: bool
+    parsed: Parsed
+    idle: Callable[[], object]
 
 
 class Tried(NamedTuple):
@@ -61,44 +71,28 @@ class Tried(NamedTuple):
     suspect_waits: bool  # a row or timer a try never finished with waits to be tried alone
 
 
-def _apply_or_set_aside(
-    rt: Runtime,
-    tenant: str,
-    final: bool,
-    parsed: Parsed,
-    alone: bool,
-    idle: Callable[[], object],
-) -> Tried:
+def _apply_or_set_aside(rt: Runtime, asked: _Asked, *, alone: bool) -> Tried:
     try:
-        return _apply_batch(rt, tenant, final, parsed, alone, idle, careful=False)
+        return _apply_batch(rt, asked, alone=alone, careful=False)
     except DBAPIError:
         raise  # the database's trouble: the actor retries the whole batch later
     except Exception:
         # A bug on some event or timer must not stall the tenant: find it and set it aside.
-        log.exception("batch_failed", tenant=tenant)
-        return _apply_batch(rt, tenant, final, parsed, alone, idle, careful=True)
+        log.exception("batch_failed", tenant=asked.tenant)
+        return _apply_batch(rt, asked, alone=alone, careful=True)
 
 
-def _apply_batch(
-    rt: Runtime,
-    tenant: str,
-    final: bool,
-    parsed: Parsed,
-    alone: bool,
-    idle: Callable[[], object],
-    *,
-    careful: bool,
-) -> Tried:
+def _apply_batch(rt: Runtime, asked: _Asked, *, alone: bool, careful: bool) -> Tried:
     now = rt.clock.now()
     limit = rt.settings.batch_size
     rt.units.settle_tries()  # before this try counts: earlier tries' counts taken back
     run: _Run | None = None
     try:
-        with rt.units.tenant_work(tenant, now) as work:
+        with rt.units.tenant_work(asked.tenant, now) as work:
             if work is None:
                 return Tried(False, False)
             crashes = Crashes.of(rt, work, careful=careful, alone=alone)
-            run = _Run(work, DecisionWriter(now), now, rt, final, parsed, crashes)
+            run = _Run(work, DecisionWriter(now), now, rt, asked.final, asked.parsed, crashes)
             full, last_seq = _apply_pages(run, limit)
             if not full:
                 run.fire_due(now)
@@ -113,8 +107,8 @@ def _apply_batch(
         raise
     if full:
         return Tried(True, crashes.suspect_waits)
-    idle()
-    return Tried(rt.units.has_newer(tenant, last_seq), crashes.suspect_waits)
+    asked.idle()
+    return Tried(rt.units.has_newer(asked.tenant, last_seq), crashes.suspect_waits)
 
 
 def _apply_pages(run: _Run, limit: int) -> tuple[bool, int]:

@@ -38,7 +38,8 @@ def make_engine(url: str) -> Engine:
 
 def lone_engine(engine: Engine) -> Engine:
     """An engine beside ``engine`` for statements that are transactions of their own (a try
-    counted before it runs, a look for events that arrived meanwhile): one round trip each,
+    counted before it runs, a look for events that arrived meanwhile, the publishers of an
+    intake batch): one round trip each,
     where ``engine.begin()`` costs four (a ping, BEGIN, the statement, COMMIT), on connections
     that never carry another transaction.
 
