@@ -215,9 +215,13 @@ class World:
         self.census = Census()
         self.careful_tries = 0
         self._unspy = _spy_on_careful_tries(self)
-        victim = [Message(json.dumps(e).encode()) for e in VICTIM_EVENTS]
-        drain(self.rt, take(self.rt, victim))
-        self.victim = snapshot(self.rt, VICTIM, victim=True)
+        try:
+            victim = [Message(json.dumps(e).encode()) for e in VICTIM_EVENTS]
+            drain(self.rt, take(self.rt, victim))
+            self.victim = snapshot(self.rt, VICTIM, victim=True)
+        except BaseException:
+            self.close()  # the spy must not outlive a world that failed to start
+            raise
 
     def _runtime(self, url: str) -> bootstrap.Runtime:
         settings = Settings(database_url=url, unknown_retry_s=RETRY_S)
@@ -315,9 +319,9 @@ def _spy_on_careful_tries(world: World) -> Callable[[], None]:
     which careful mode then hides (its outcome may be right, the traceback is logged)."""
     real = apply._apply_batch
 
-    def spy(*args: Any, careful: bool) -> apply.Tried:
+    def spy(*args: Any, careful: bool, **kwargs: Any) -> apply.Tried:
         world.careful_tries += careful
-        return real(*args, careful=careful)
+        return real(*args, careful=careful, **kwargs)
 
     apply._apply_batch = spy  # type: ignore[assignment]
 

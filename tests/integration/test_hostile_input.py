@@ -268,9 +268,9 @@ def test_a_rule_created_and_deleted_in_one_batch_applies_at_the_first_try(
     tries: list[bool] = []  # careful or not, each try of a batch
     real = apply._apply_batch
 
-    def spy(*args: Any, careful: bool) -> apply.Tried:
+    def spy(*args: Any, careful: bool, **kwargs: Any) -> apply.Tried:
         tries.append(careful)
-        return real(*args, careful=careful)
+        return real(*args, careful=careful, **kwargs)
 
     monkeypatch.setattr(apply, "_apply_batch", spy)
     shop = Events("shop-1")
