@@ -82,26 +82,23 @@ def _run(rt: bootstrap.Runtime, bodies: list[bytes], at_once: int) -> None:
 def _counting(engine: Engine, sent: Counter[str], *, main: bool) -> Iterator[None]:
     """Count what ``engine`` sends: statements, and on the main engine (transactions,
     pre-ping) its pings, BEGINs and COMMITs, each a round trip."""
-    hooks: list[tuple[str, Callable[..., None]]] = [
-        ("before_cursor_execute", lambda *_: sent.update(["statements"])),
+    count = lambda what: lambda *_: sent.update([what])  # noqa: E731
+    hooks: list[tuple[Any, str, Callable[..., None]]] = [
+        (engine, "before_cursor_execute", count("statements"))
     ]
     if main:
         hooks += [
-            ("begin", lambda *_: sent.update(["begins"])),
-            ("commit", lambda *_: sent.update(["commits"])),
+            (engine, "begin", count("begins")),
+            (engine, "commit", count("commits")),
+            (engine.pool, "checkout", count("pings")),  # each checkout pings first
         ]
-        event.listen(engine.pool, "checkout", _ping_counter(sent))
-    for name, hook in hooks:
-        event.listen(engine, name, hook)
+    for target, name, hook in hooks:
+        event.listen(target, name, hook)
     try:
         yield
     finally:
-        for name, hook in hooks:
-            event.remove(engine, name, hook)
-
-
-def _ping_counter(sent: Counter[str]) -> Callable[..., None]:
-    return lambda *_: sent.update(["pings"])
+        for target, name, hook in hooks:
+            event.remove(target, name, hook)
 
 
 def _server_counters(database: str) -> dict[str, float]:
