@@ -16,9 +16,16 @@ from pathlib import Path
 
 import dramatiq
 import psycopg
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-broker = RabbitmqBroker(url=os.environ["BENCH_AMQP_URL"], confirm_delivery=True)
+from chatroute.settings import Settings
+from workers.broker import TypedRabbitmqBroker
+
+# Queues of the type chatroute's run declares (CHATROUTE_QUEUE_TYPE), for like-for-like ratios.
+broker = TypedRabbitmqBroker(
+    url=os.environ["BENCH_AMQP_URL"],
+    confirm_delivery=True,
+    queue_type=Settings.from_env().queue_type,
+)
 dramatiq.set_broker(broker)
 DONE = Path(os.environ.get("BENCH_DONE_FILE", "/tmp/chatroute-bench-done"))
 _local = threading.local()  # one connection per worker thread

@@ -10,6 +10,11 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker
 
+from chatroute import logs
+from chatroute.settings import CLASSIC, QUORUM
+
+log = logs.get("chatroute.amqp")
+
 EVENTS_EXCHANGE = "chat.events"
 DECISIONS_EXCHANGE = "chat.decisions"
 REJECTED_QUEUE = "chat.events.rejected"
@@ -17,6 +22,7 @@ REJECTED_QUEUE = "chat.events.rejected"
 GATEWAY_QUEUE = "chat.gateway"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
 NOT_FOUND = 404
+PRECONDITION_FAILED = 406
 # Unless the URL asks for another (``?heartbeat=N``): the silence after which RabbitMQ closes
 # a connection, and after which the client gives up on a broker that went quiet.
 HEARTBEAT_S = 30
@@ -47,7 +53,7 @@ def wait(stop: threading.Event, seconds: float, keep_alive: Callable[[], object]
     return True
 
 
-def channel_with_topology(connection: pika.BlockingConnection) -> BlockingChannel:
+def channel_with_topology(connection: pika.BlockingConnection, queue_type: str) -> BlockingChannel:
     """A channel of ``connection`` where the contract's topology exists: declared only when
     missing, so that a user without configure permission (a frontend's) can publish where the
     broker's definitions made it."""
@@ -58,15 +64,79 @@ def channel_with_topology(connection: pika.BlockingConnection) -> BlockingChanne
     except ChannelClosedByBroker as error:
         if error.reply_code != NOT_FOUND:
             raise
-    channel = connection.channel()  # the refusal closed the first one
-    declare_topology(channel)
-    return channel
+    return declare_topology(connection, queue_type)  # the refusal closed the first channel
 
 
-def declare_topology(channel: BlockingChannel) -> None:
-    """Declare the contract's exchanges and queues (idempotent)."""
-    channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
-    channel.exchange_declare(DECISIONS_EXCHANGE, exchange_type="topic", durable=True)
-    channel.queue_declare(GATEWAY_QUEUE, durable=True, arguments={"x-single-active-consumer": True})
-    channel.queue_bind(GATEWAY_QUEUE, EVENTS_EXCHANGE, routing_key="#")
-    channel.queue_declare(REJECTED_QUEUE, durable=True)
+def declare_topology(connection: pika.BlockingConnection, queue_type: str) -> BlockingChannel:
+    """Declare the contract's exchanges and queues (idempotent); return an open channel."""
+    channels = _Channels(connection)
+    channels().exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
+    channels().exchange_declare(DECISIONS_EXCHANGE, exchange_type="topic", durable=True)
+    declare_queue(channels, GATEWAY_QUEUE, queue_type, gateway_arguments)
+    channels().queue_bind(GATEWAY_QUEUE, EVENTS_EXCHANGE, routing_key="#")
+    declare_queue(channels, REJECTED_QUEUE, queue_type, lambda kind: typed(kind, {}))
+    return channels()
+
+
+def typed(queue_type: str, arguments: dict[str, object]) -> dict[str, object]:
+    """``arguments`` for a queue of ``queue_type``. A classic queue is declared without
+    ``x-queue-type``, exactly as before quorum queues: a queue made then still matches."""
+    return {**arguments, "x-queue-type": QUORUM} if queue_type == QUORUM else arguments
+
+
+def gateway_arguments(queue_type: str) -> dict[str, object]:
+    arguments: dict[str, object] = {"x-single-active-consumer": True}
+    if queue_type == QUORUM:
+        # RabbitMQ 4 drops a message a quorum queue delivered 20 times (its default delivery
+        # limit, reached by one that crashed every gateway taking it): kept here instead.
+        arguments |= {
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": REJECTED_QUEUE,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+    return typed(queue_type, arguments)
+
+
+class _Channels:
+    """An open channel of ``connection`` at each call: a new one when the broker closed the last."""
+
+    def __init__(self, connection: pika.BlockingConnection) -> None:
+        self.connection = connection
+        self.channel = connection.channel()
+
+    def __call__(self) -> BlockingChannel:
+        if not self.channel.is_open:
+            self.channel = self.connection.channel()
+        return self.channel
+
+
+def declare_queue(
+    channel: Callable[[], BlockingChannel],
+    name: str,
+    queue_type: str,
+    arguments: Callable[[str], dict[str, object]],
+) -> str:
+    """Declare the durable queue ``name`` with ``arguments(queue_type)`` on ``channel()`` (an
+    open channel at each call) and return the type of the queue now there.
+
+    RabbitMQ cannot change a queue's type in place: a queue of the other type already there
+    (made before quorum queues, or under the other setting) is kept, with a warning, rather
+    than stopping the engine; docs/operations.md says how to move it. Any other refusal is
+    raised."""
+    try:
+        channel().queue_declare(name, durable=True, arguments=arguments(queue_type))
+        return queue_type
+    except ChannelClosedByBroker as error:
+        if error.reply_code != PRECONDITION_FAILED:
+            raise
+        refusal = error
+    found = CLASSIC if queue_type == QUORUM else QUORUM
+    try:
+        channel().queue_declare(name, durable=True, arguments=arguments(found))
+    except ChannelClosedByBroker:
+        raise refusal from None
+    log.warning(
+        "queue_type_kept", queue=name, wanted=queue_type, found=found, reply=refusal.reply_text
+    )
+    return found

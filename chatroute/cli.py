@@ -421,7 +421,7 @@ def require_amqp(settings: Settings, command: str) -> str:
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from chatroute.publish import publish_file
 
-    count = publish_file(args.events, require_amqp(settings, "publish"))
+    count = publish_file(args.events, require_amqp(settings, "publish"), settings.queue_type)
     print(f"published {count} events to chat.events", file=sys.stderr)
     return 0
 

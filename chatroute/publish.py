@@ -19,6 +19,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from chatroute import logs
 from chatroute.amqp import EVENT_CONTENT_TYPE, EVENTS_EXCHANGE, channel_with_topology, connect
+from chatroute.settings import QUORUM
 
 log = logs.get("chatroute.publish")
 
@@ -39,8 +40,15 @@ class Publisher:
     gives up (re-raising) when the broker stayed away for ``give_up_after_s``.
     """
 
-    def __init__(self, amqp_url: str, retry_s: float = 0.5, give_up_after_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        retry_s: float = 0.5,
+        give_up_after_s: float = 60.0,
+        queue_type: str = QUORUM,
+    ) -> None:
         self.amqp_url = amqp_url
+        self.queue_type = queue_type  # of the queues it declares when the topology is missing
         self.retry_s = retry_s
         self.give_up_after_s = give_up_after_s
         self._connection: pika.BlockingConnection | None = None
@@ -76,7 +84,7 @@ class Publisher:
         if self._channel is None or not self._channel.is_open:
             self._drop()
             self._connection = connect(self.amqp_url)
-            self._channel = channel_with_topology(self._connection)
+            self._channel = channel_with_topology(self._connection, self.queue_type)
             self._channel.confirm_delivery()
         return self._channel
 
@@ -90,8 +98,8 @@ class Publisher:
         self._drop()
 
 
-def publish_bodies(bodies: Iterable[bytes], amqp_url: str) -> int:
-    publisher = Publisher(amqp_url)
+def publish_bodies(bodies: Iterable[bytes], amqp_url: str, queue_type: str = QUORUM) -> int:
+    publisher = Publisher(amqp_url, queue_type=queue_type)
     try:
         count = 0
         for body in bodies:
@@ -102,7 +110,7 @@ def publish_bodies(bodies: Iterable[bytes], amqp_url: str) -> int:
         publisher.close()
 
 
-def publish_file(path: Path, amqp_url: str) -> int:
+def publish_file(path: Path, amqp_url: str, queue_type: str = QUORUM) -> int:
     with path.open("rb") as lines:
         bodies = (line.rstrip(b"\r\n") for line in lines if line.strip())
-        return publish_bodies(bodies, amqp_url)
+        return publish_bodies(bodies, amqp_url, queue_type)

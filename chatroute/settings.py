@@ -11,6 +11,10 @@ from chatroute.errors import SettingsError
 DEFAULT_DATABASE_URL = "sqlite:///chatroute.db"
 # The processes of a deployment. A forgotten database URL must stop them, not quietly open
 # ./chatroute.db: only replay, stats, report, history and queues keep the contract's default.
+# RabbitMQ's replicated queue type, and the one a single node that cannot run it keeps.
+QUORUM = "quorum"
+CLASSIC = "classic"
+QUEUE_TYPES = (QUORUM, CLASSIC)
 DEPLOYED_COMMANDS = frozenset(
     {"gateway", "worker", "sweeper", "health", "migrate", "prune", "access"}
 )
@@ -25,6 +29,8 @@ class Settings:
     database_configured: bool = True
     # None selects the in-process broker (the embedded default).
     amqp_url: str | None = None
+    # The type of every queue the engine and dramatiq declare (``QUEUE_TYPES``).
+    queue_type: str = QUORUM
     redis_url: str | None = None
     unknown_retry_s: float = 30.0
     batch_size: int = 200
@@ -56,6 +62,7 @@ class Settings:
             database_url=database_url or DEFAULT_DATABASE_URL,
             database_configured=database_url is not None,
             amqp_url=secret(env, "CHATROUTE_AMQP_URL"),
+            queue_type=_queue_type(env),
             redis_url=secret(env, "CHATROUTE_REDIS_URL"),
             unknown_retry_s=float(env.get("CHATROUTE_UNKNOWN_RETRY_S", "30")),
             batch_size=int(env.get("CHATROUTE_BATCH_SIZE", "200")),
@@ -93,6 +100,15 @@ class Settings:
         return self
 
 
+def _queue_type(env: dict[str, str]) -> str:
+    queue_type = env.get("CHATROUTE_QUEUE_TYPE") or QUORUM
+    if queue_type not in QUEUE_TYPES:
+        raise SettingsError(
+            f"CHATROUTE_QUEUE_TYPE={queue_type!r}: expected one of {', '.join(QUEUE_TYPES)}"
+        )
+    return queue_type
+
+
 def _port(env: dict[str, str], name: str) -> int | None:
     return int(env[name]) if env.get(name) else None
 
@@ -120,8 +136,10 @@ SECRET_VARS = ("CHATROUTE_DATABASE_URL", "CHATROUTE_AMQP_URL", "CHATROUTE_REDIS_
 ENV_VARS = (
     *SECRET_VARS,
     *(f"{name}_FILE" for name in SECRET_VARS),
+    "CHATROUTE_QUEUE_TYPE",
     "CHATROUTE_UNKNOWN_RETRY_S",
     "CHATROUTE_BATCH_SIZE",
+    "CHATROUTE_KEPT_ROWS",
     "CHATROUTE_GATEWAY_PREFETCH",
     "CHATROUTE_SWEEP_INTERVAL_S",
     "CHATROUTE_STATS_INTERVAL_S",

@@ -11,13 +11,13 @@ import dramatiq
 import pika
 import structlog
 from dramatiq.broker import Consumer
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker, dq_name, xq_name
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 from sqlalchemy.exc import DBAPIError
 
-from chatroute import logs
+from chatroute import amqp, logs
 from chatroute.settings import Settings
 
 log = logs.get("chatroute.broker")
@@ -52,7 +52,42 @@ def outage(error: BaseException) -> dict[str, object]:
     return found
 
 
-class WorkerRabbitmqBroker(RabbitmqBroker):
+class TypedRabbitmqBroker(RabbitmqBroker):
+    """dramatiq's RabbitMQ broker, declaring each of its queues (the queue, its delay queue
+    ``.DQ`` and its dead-letter queue ``.XQ``) of the deployment's queue type.
+
+    dramatiq builds a queue's arguments in its private ``_declare_*queue`` methods, called only
+    from ``_ensure_queue``, which retries them on a closed channel: overriding those three is
+    the narrowest change. Each declares through ``amqp.declare_queue``, with dramatiq's own
+    arguments plus ``x-queue-type``, and so keeps a queue of the other type already there.
+    They follow dramatiq 2.x (pyproject pins the major version)."""
+
+    def __init__(self, *, queue_type: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.queue_type = queue_type
+
+    def _declare_queue(self, queue_name: str) -> None:
+        self._declare(queue_name, self._build_queue_arguments(queue_name))
+
+    def _declare_dq_queue(self, queue_name: str) -> None:
+        self._declare(dq_name(queue_name), self._build_queue_arguments(queue_name))
+
+    def _declare_xq_queue(self, queue_name: str) -> None:
+        # A fixed TTL, as dramatiq's: messages expire from the head of the queue.
+        self._declare(xq_name(queue_name), {"x-message-ttl": DEAD_MESSAGE_TTL})
+
+    def _declare(self, name: str, arguments: dict[str, Any]) -> None:
+        amqp.declare_queue(
+            self._open_channel, name, self.queue_type, lambda kind: amqp.typed(kind, arguments)
+        )
+
+    def _open_channel(self) -> Any:
+        if not self.channel.is_open:  # closed by a refused declare
+            del self.channel
+        return self.channel
+
+
+class WorkerRabbitmqBroker(TypedRabbitmqBroker):
     """dramatiq's RabbitMQ broker for worker processes, whose threads publish rarely (a
     consumer declaring its queue at start, a retry, a delayed message come due): each closes
     its connection once done. Left open, it would idle unserviced (pika answers heartbeats only
@@ -120,8 +155,8 @@ def build(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
     its messages for Prometheus when ``worker_metrics_port`` is set."""
     broker: dramatiq.Broker
     if settings.amqp_url:
-        kind = WorkerRabbitmqBroker if worker else RabbitmqBroker
-        broker = kind(url=settings.amqp_url, confirm_delivery=True)
+        kind = WorkerRabbitmqBroker if worker else TypedRabbitmqBroker
+        broker = kind(url=settings.amqp_url, confirm_delivery=True, queue_type=settings.queue_type)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

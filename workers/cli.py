@@ -45,7 +45,7 @@ def gateway(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = bootstrap.install(bootstrap.build(settings, migrate=True, wait_s=STARTUP_WAIT_S))
     _serve_metrics(rt, settings)
-    publisher = relay.AmqpPublisher(amqp_url)
+    publisher = relay.AmqpPublisher(amqp_url, settings.queue_type)
     relaying = threading.Thread(target=relay.relay, args=(rt, publisher, args.stop), daemon=True)
     relaying.start()
     nudge = nudges.coalesced(rt.claims, broker.ROUTING_QUEUE, routing.apply_tenant.send)

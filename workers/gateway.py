@@ -52,8 +52,7 @@ class Gateway:
     def _consume(self, stop: threading.Event) -> None:
         connection = connect(self.amqp_url)
         try:
-            channel = connection.channel()
-            declare_topology(channel)
+            channel = declare_topology(connection, self.rt.settings.queue_type)
             channel.basic_qos(prefetch_count=self.rt.settings.gateway_prefetch)
             log.info("gateway_consuming", queue=GATEWAY_QUEUE)
             while not stop.is_set():

@@ -38,8 +38,9 @@ class AmqpPublisher:
     round trip per batch instead of one per message.
     """
 
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, queue_type: str) -> None:
         self.amqp_url = amqp_url
+        self.queue_type = queue_type
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
 
@@ -47,8 +48,7 @@ class AmqpPublisher:
         if self._channel is None or not self._channel.is_open:
             self.close()  # a channel the broker closed may leave its connection open
             self._connection = connect(self.amqp_url)
-            self._channel = self._connection.channel()
-            declare_topology(self._channel)
+            self._channel = declare_topology(self._connection, self.queue_type)
             self._channel.tx_select()
         return self._channel
 

@@ -22,8 +22,9 @@ from typing import Any
 import pika
 from sqlalchemy import select
 
-from chatroute.amqp import DECISIONS_EXCHANGE, declare_topology
+from chatroute.amqp import DECISIONS_EXCHANGE
 from chatroute.publish import publish_bodies
+from chatroute.settings import Settings
 from chatroute.store import db, tables
 from schemas.events import best_effort_identity
 from tests.builders import Events
@@ -80,7 +81,8 @@ class DecisionLog:
     def _consume(self) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
         channel = connection.channel()
-        declare_topology(channel)
+        # Only what it binds to: the engine declares its queues, of the type it is set to.
+        channel.exchange_declare(DECISIONS_EXCHANGE, exchange_type="topic", durable=True)
         if self.queue is None:
             queue = channel.queue_declare("", exclusive=True).method.queue
         else:
@@ -209,8 +211,11 @@ class Pipeline:
         shares: list[list[bytes]] = [[] for _ in range(publishers)]
         for body in bodies:
             shares[zlib.crc32(_conversation_key(body)) % publishers].append(body)
+        # A publisher ahead of the gateway declares the topology: of the pipeline's queue type.
+        queue_type = Settings.from_env(self.env).queue_type
         threads = [
-            threading.Thread(target=publish_bodies, args=(share, self.amqp_url)) for share in shares
+            threading.Thread(target=publish_bodies, args=(share, self.amqp_url, queue_type))
+            for share in shares
         ]
         for thread in threads:
             thread.start()

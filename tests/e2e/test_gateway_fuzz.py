@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from chatroute.amqp import EVENTS_EXCHANGE, REJECTED_QUEUE, connect, declare_topology
+from chatroute.settings import QUORUM
 from chatroute.store import inbox, tables
 from schemas.decisions import decision_id
 from tests.builders import Events
@@ -48,8 +49,7 @@ class Broker:
 
     def publish(self, messages: list[Message]) -> None:
         connection = connect(self.amqp_url)
-        channel = connection.channel()
-        declare_topology(channel)
+        channel = declare_topology(connection, QUORUM)
         channel.confirm_delivery()
         for m in messages:
             content_type: Any = m.raw_content_type or m.content_type

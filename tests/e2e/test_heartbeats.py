@@ -14,6 +14,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from structlog.testing import capture_logs
 
 from chatroute import amqp, logs
+from chatroute.settings import QUORUM
 from tests.builders import Events
 from tests.e2e.harness import DecisionLog, Pipeline, lines, rabbitmqctl, wait_until
 from workers import broker, relay
@@ -94,7 +95,7 @@ def test_a_connection_the_broker_closes_is_logged_with_its_role(
     vhost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the relay's publisher and a gateway's nudging connection (dramatiq's), both idle
-    publisher = relay.AmqpPublisher(vhost.url)
+    publisher = relay.AmqpPublisher(vhost.url, QUORUM)
     publisher([])
     nudging = RabbitmqBroker(url=vhost.url)
     monkeypatch.setattr(broker, "_installed", nudging)

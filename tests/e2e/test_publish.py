@@ -16,14 +16,17 @@ pytestmark = pytest.mark.services
 
 
 def queued(amqp_url: str, queue: str) -> list[bytes]:
-    """The bodies waiting in ``queue``, in order (taken off it)."""
+    """The bodies waiting in ``queue``, in order (taken off it by a consumer: a quorum queue
+    with a single active consumer refuses ``basic.get``)."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         channel = connection.channel()
         bodies = []
-        while (message := channel.basic_get(queue, auto_ack=True))[0] is not None:
-            bodies.append(message[2])
-        return bodies
+        for method, _, body in channel.consume(queue, auto_ack=True, inactivity_timeout=1):
+            if method is None:
+                return bodies
+            bodies.append(body)
+        raise AssertionError("the consumer was cancelled")
     finally:
         connection.close()
 

@@ -62,3 +62,10 @@ def test_the_embedded_default_serves_the_tools_but_no_deployed_process() -> None
     assert settings.with_database("sqlite:///x.db").require_database("gateway")
     configured = Settings.from_env({"CHATROUTE_DATABASE_URL": "sqlite:///x.db"})
     assert configured.require_database("worker") is configured
+
+
+def test_queues_are_quorum_queues_unless_set_classic() -> None:
+    assert Settings.from_env({}).queue_type == "quorum"
+    assert Settings.from_env({"CHATROUTE_QUEUE_TYPE": "classic"}).queue_type == "classic"
+    with pytest.raises(SettingsError, match="CHATROUTE_QUEUE_TYPE='lazy': expected one of quorum"):
+        Settings.from_env({"CHATROUTE_QUEUE_TYPE": "lazy"})
