@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker
 
 from chatroute import logs
+from chatroute.errors import SettingsError
 from chatroute.settings import CLASSIC, QUORUM
 
 log = logs.get("chatroute.amqp")
@@ -32,12 +35,41 @@ HEARTBEAT_S = 30
 KEEP_ALIVE_S = 0.5
 
 
+def node_urls(url: str) -> list[str]:
+    """The URLs ``url`` holds: one, or a cluster's nodes separated by ``;`` (as dramatiq reads
+    them), in a random order, so that a deployment's connections spread over the nodes; a
+    connection tries them in that order until one answers."""
+    urls = [part.strip() for part in url.split(";") if part.strip()]
+    if not urls:
+        raise SettingsError(f"no RabbitMQ URL in {url!r}")
+    random.shuffle(urls)
+    return urls
+
+
 def connect(url: str) -> pika.BlockingConnection:
-    params = pika.URLParameters(url)
-    if params.heartbeat is None:  # None would accept the broker's own (60 s by default)
-        params.heartbeat = HEARTBEAT_S
-    params.blocked_connection_timeout = 60
-    return pika.BlockingConnection(params)
+    """A connection to the first node of ``url`` (see ``node_urls``) that answers."""
+    nodes = [pika.URLParameters(node) for node in node_urls(url)]
+    for params in nodes:
+        if params.heartbeat is None:  # None would accept the broker's own (60 s by default)
+            params.heartbeat = HEARTBEAT_S
+        params.blocked_connection_timeout = 60
+    return pika.BlockingConnection(resolving(nodes))
+
+
+def resolving(nodes: list[pika.ConnectionParameters]) -> list[pika.ConnectionParameters]:
+    """Those of ``nodes`` whose host name resolves now (all of them when none does).
+
+    pika, given several nodes, tries the next when one refuses or times out, but gives up at
+    the first whose name does not resolve: a node of a cluster that is down has no name in
+    Docker's DNS."""
+    found = []
+    for node in nodes:
+        try:
+            socket.getaddrinfo(node.host, node.port)
+        except OSError:
+            continue
+        found.append(node)
+    return found or nodes
 
 
 def wait(stop: threading.Event, seconds: float, keep_alive: Callable[[], object]) -> bool:

@@ -18,7 +18,13 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from chatroute import logs
-from chatroute.amqp import EVENT_CONTENT_TYPE, EVENTS_EXCHANGE, channel_with_topology, connect
+from chatroute.amqp import (
+    EVENT_CONTENT_TYPE,
+    EVENTS_EXCHANGE,
+    channel_with_topology,
+    connect,
+    node_urls,
+)
 from chatroute.settings import QUORUM
 
 log = logs.get("chatroute.publish")
@@ -57,7 +63,8 @@ class Publisher:
         # user_id names the publisher (RabbitMQ checks it is the connection's user): a
         # deployment that maps publishers to tenants (store.publishers) takes its events.
         # (Not known here when the broker names the user from a client certificate.)
-        user = getattr(pika.URLParameters(amqp_url).credentials, "username", None)
+        first = node_urls(amqp_url)[0]  # every node of a cluster knows the same users
+        user = getattr(pika.URLParameters(first).credentials, "username", None)
         self.properties = pika.BasicProperties(
             content_type=EVENT_CONTENT_TYPE,
             delivery_mode=pika.DeliveryMode.Persistent,

@@ -9,7 +9,9 @@ users in their containers can read the bind-mounted files):
 - ``database_url``             the engine's ``CHATROUTE_DATABASE_URL_FILE``
 - ``rabbitmq-users.json``      RabbitMQ's users ``chatroute`` (the engine) and ``frontend``,
                                imported at boot before deploy/rabbitmq/definitions.json
-- ``amqp_url``                 the engine's ``CHATROUTE_AMQP_URL_FILE``
+- ``erlang_cookie``            the secret RabbitMQ's nodes share (the ``cluster`` profile)
+- ``amqp_url``                 the engine's ``CHATROUTE_AMQP_URL_FILE``: every node of the
+                               ``cluster`` profile (a connection skips those not running)
 - ``frontend_amqp_url``        for the chat frontends (publish events, read decisions)
 - ``redis.conf``               Redis's configuration, with its password
 - ``redis_url``                the engine's ``CHATROUTE_REDIS_URL_FILE``
@@ -28,6 +30,8 @@ from pathlib import Path
 VHOST = "chatroute"
 ENGINE_USER = "chatroute"
 FRONTEND_USER = "frontend"
+# compose.yaml's RabbitMQ services; the last two run with its "cluster" profile only.
+RABBITMQ_NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 
 
 def secret_files(passwords: dict[str, str]) -> dict[str, str]:
@@ -41,7 +45,10 @@ def secret_files(passwords: dict[str, str]) -> dict[str, str]:
         "postgres_password": db,
         "database_url": f"postgresql://chatroute:{db}@postgres:5432/chatroute",
         "rabbitmq-users.json": json.dumps({"users": users}, indent=2),
-        "amqp_url": f"amqp://{ENGINE_USER}:{mq}@rabbitmq:5672/{VHOST}",
+        "erlang_cookie": passwords["cookie"],
+        "amqp_url": ";".join(
+            f"amqp://{ENGINE_USER}:{mq}@{node}:5672/{VHOST}" for node in RABBITMQ_NODES
+        ),
         "frontend_amqp_url": f"amqp://{FRONTEND_USER}:{front}@rabbitmq:5672/{VHOST}",
         "redis.conf": f'requirepass {redis}\nsave ""\nappendonly no\n',
         "redis_url": f"redis://:{redis}@redis:6379/0",
@@ -53,6 +60,7 @@ def write(directory: Path) -> list[Path]:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     # URL-safe passwords need no escaping in the URLs.
     passwords = {k: secrets.token_urlsafe(24) for k in ("postgres", "engine", "frontend", "redis")}
+    passwords["cookie"] = secrets.token_hex(32)  # letters and digits: an Erlang cookie
     files = secret_files(passwords)
     present = sorted(name for name in files if (directory / name).exists())
     if present:

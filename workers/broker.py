@@ -66,6 +66,16 @@ class TypedRabbitmqBroker(RabbitmqBroker):
         super().__init__(**options)
         self.queue_type = queue_type
 
+    # dramatiq reads ``parameters`` at each connection it opens (its consumers' too): the
+    # nodes whose names resolve then (see ``amqp.resolving``).
+    @property  # type: ignore[override]
+    def parameters(self) -> list[pika.ConnectionParameters]:
+        return amqp.resolving(self._nodes)
+
+    @parameters.setter
+    def parameters(self, nodes: Any) -> None:
+        self._nodes = nodes if isinstance(nodes, list) else [nodes]
+
     def _declare_queue(self, queue_name: str) -> None:
         self._declare(queue_name, self._build_queue_arguments(queue_name))
 
@@ -156,7 +166,11 @@ def build(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
     broker: dramatiq.Broker
     if settings.amqp_url:
         kind = WorkerRabbitmqBroker if worker else TypedRabbitmqBroker
-        broker = kind(url=settings.amqp_url, confirm_delivery=True, queue_type=settings.queue_type)
+        broker = kind(
+            url=amqp.node_urls(settings.amqp_url),
+            confirm_delivery=True,
+            queue_type=settings.queue_type,
+        )
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

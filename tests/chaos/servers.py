@@ -175,8 +175,12 @@ class Rabbit:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
+    @property
+    def base(self) -> Path:
+        return self.root / f"rabbitmq-{self.port}"  # one per node of a cluster
+
     def _env(self) -> dict[str, str]:
-        base = _owned_dir(self.root / "rabbitmq", "rabbitmq")
+        base = _owned_dir(self.base, "rabbitmq")
         config = base / "rabbitmq.conf"
         config.write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
         (base / "enabled_plugins").write_text("[].\n")
@@ -202,7 +206,7 @@ class Rabbit:
             if answers(self.port) and self._accepts_sessions():
                 return
             time.sleep(0.25)
-        raise ServerError(f"RabbitMQ node {self.node} did not start (see {self.root}/rabbitmq/log)")
+        raise ServerError(f"RabbitMQ node {self.node} did not start (see {self.base}/log)")
 
     def _accepts_sessions(self) -> bool:
         # The port opens before the node accepts AMQP sessions.
@@ -214,6 +218,61 @@ class Rabbit:
 
     def stop(self) -> None:
         _run("rabbitmqctl", "-n", self.node, "shutdown", env=self._env(), timeout=120)
+
+    def ctl(self, *args: str) -> str:
+        """``rabbitmqctl`` on this node; its output."""
+        done = subprocess.run(
+            ["rabbitmqctl", "-n", self.node, "-q", *args],
+            env=self._env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ServerError(f"rabbitmqctl {' '.join(args)} on {self.node}: {done.stderr}")
+        return done.stdout
+
+    def join(self, seed: Rabbit) -> None:
+        """Make this (fresh, running) node a member of ``seed``'s cluster."""
+        self.ctl("stop_app")
+        self.ctl("join_cluster", seed.node)
+        self.ctl("start_app")
+
+
+class RabbitCluster:
+    """Private RabbitMQ nodes on this machine (ports, node names and folders of their own)
+    joined in one cluster; the engine is given every node's URL."""
+
+    def __init__(self, root: Path, size: int = 3) -> None:
+        self.nodes = [Rabbit(root, free_port(), free_port()) for _ in range(size)]
+
+    @property
+    def url(self) -> str:
+        return ";".join(node.url for node in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes[1:]:
+            node.join(self.nodes[0])
+
+    def running(self) -> list[Rabbit]:
+        return [node for node in self.nodes if answers(node.port)]
+
+    def leader(self, queue: str, vhost: str = "/") -> Rabbit:
+        """The node that leads quorum queue ``queue`` now."""
+        listed = self.running()[0].ctl("list_queues", "-p", vhost, "--no-table-headers",
+                                       "name", "leader")  # fmt: skip
+        leaders = dict(line.split("\t") for line in listed.splitlines() if "\t" in line)
+        return next(node for node in self.nodes if node.node == leaders[queue].strip())
+
+    def members(self, queue: str, vhost: str = "/") -> int:
+        listed = self.running()[0].ctl("list_queues", "-p", vhost, "--no-table-headers",
+                                       "name", "members")  # fmt: skip
+        line = next(line for line in listed.splitlines() if line.split("\t")[0] == queue)
+        return line.count("@")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(ServerError, subprocess.TimeoutExpired):
+                node.stop()
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import pika
 from sqlalchemy import select
 
-from chatroute.amqp import DECISIONS_EXCHANGE
+from chatroute.amqp import DECISIONS_EXCHANGE, connect
 from chatroute.publish import publish_bodies
 from chatroute.settings import Settings
 from chatroute.store import db, tables
@@ -79,14 +79,18 @@ class DecisionLog:
                 self._stop.wait(0.5)
 
     def _consume(self) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+        connection = connect(self.amqp_url)  # any node of a cluster
         channel = connection.channel()
         # Only what it binds to: the engine declares its queues, of the type it is set to.
         channel.exchange_declare(DECISIONS_EXCHANGE, exchange_type="topic", durable=True)
         if self.queue is None:
             queue = channel.queue_declare("", exclusive=True).method.queue
         else:
-            queue = channel.queue_declare(self.queue, durable=True).method.queue
+            # quorum: on a cluster it outlives the node it was declared on
+            arguments = {"x-queue-type": "quorum"}
+            queue = channel.queue_declare(
+                self.queue, durable=True, arguments=arguments
+            ).method.queue
         channel.queue_bind(queue, DECISIONS_EXCHANGE, routing_key="#")
         self._ready.set()
         auto_ack = self.queue is None

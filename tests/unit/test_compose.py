@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_engine_services_read_their_urls_from_mounted_secrets(
             # Then it is a secret mounted in the service, written by make_secrets
             assert secret in service["secrets"], f"{name} does not mount {secret}"
             written = secrets / Path(compose["secrets"][secret]["file"]).name
-            assert written.read_text().startswith(scheme)
+            assert all(url.startswith(scheme) for url in written.read_text().strip().split(";"))
             assert variable not in service["environment"]
 
 
@@ -126,7 +127,7 @@ def test_rabbitmq_uses_a_dedicated_vhost_matching_the_amqp_url(
     assert users_secret["target"] == "/etc/rabbitmq/definitions/10-users.json"
     users = json.loads((secrets / "rabbitmq-users.json").read_text())["users"]
     # Then the engine's URL names a user of the users file, with permissions on the vhost
-    url = urlsplit((secrets / "amqp_url").read_text().strip())
+    url = urlsplit((secrets / "amqp_url").read_text().strip().split(";")[0])
     assert [v["name"] for v in definitions["vhosts"]] == [url.path.lstrip("/")]
     assert url.username in {u["name"] for u in users}
     assert {(p["user"], p["vhost"]) for p in definitions["permissions"]} == {
@@ -157,7 +158,7 @@ def test_make_secrets_writes_matching_passwords_and_never_replaces_them(secrets:
 
     users = {u["name"]: u["password"] for u in json.loads(read("rabbitmq-users.json"))["users"]}
     assert urlsplit(read("database_url")).password == read("postgres_password")
-    assert urlsplit(read("amqp_url")).password == users["chatroute"]
+    assert {urlsplit(url).password for url in read("amqp_url").split(";")} == {users["chatroute"]}
     assert urlsplit(read("frontend_amqp_url")).password == users["frontend"]
     assert f"requirepass {urlsplit(read('redis_url')).password}\n" in read("redis.conf") + "\n"
     assert len(set(users.values()) | {read("postgres_password")}) == 3
@@ -184,3 +185,36 @@ def test_prometheus_scrapes_dramatiqs_metrics_from_every_worker(compose: dict[st
     # The image gives the worker processes a folder of their own to share counts in
     dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
     assert "ENV CHATROUTE_WORKER_METRICS_DIR=" in dockerfile
+
+
+def test_the_cluster_profile_runs_three_rabbitmq_nodes_the_engine_reaches(
+    compose: dict[str, Any], secrets: Path
+) -> None:
+    services = compose["services"]
+    nodes = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]
+    # Given the profile's nodes: the first runs always, the other two with the profile
+    assert [services[n].get("profiles") for n in nodes] == [None, ["cluster"], ["cluster"]]
+    assert [services[n]["hostname"] for n in nodes] == nodes  # node names rabbit@<hostname>
+    assert len({services[n]["image"] for n in nodes}) == 1
+    volumes = [{v.split(":")[1]: v.split(":")[0] for v in services[n]["volumes"]} for n in nodes]
+    assert len({v["/var/lib/rabbitmq"] for v in volumes}) == 3  # each its own data
+    # Then the joining nodes look for each node of the profile, sharing one Erlang cookie
+    for mounts in volumes[1:]:
+        conf = (COMPOSE.parent / mounts["/etc/rabbitmq/conf.d/30-cluster.conf"]).read_text()
+        assert "cluster_formation.peer_discovery_backend = classic_config" in conf
+        peers = re.findall(r"classic_config\.nodes\.\d+ = (\S+)", conf)
+        assert peers == [f"rabbit@{n}" for n in nodes]
+    for name in nodes:
+        assert "erlang_cookie" in services[name]["secrets"]
+        assert "/var/lib/rabbitmq/.erlang.cookie" in " ".join(services[name]["entrypoint"])
+        assert services[name]["volumes"][1].endswith("/etc/rabbitmq/conf.d/20-chatroute.conf:ro")
+    assert (secrets / "erlang_cookie").read_text().strip().isalnum()
+    # And the engine knows every node, and waits for those the profile runs
+    urls = (secrets / "amqp_url").read_text().strip().split(";")
+    assert [urlsplit(url).hostname for url in urls] == nodes
+    for name in ("migrate", "gateway", "routing", "stats", "timers"):
+        waits = services[name].get("depends_on", {})
+        if name != "migrate":
+            assert waits["rabbitmq-2"] == waits["rabbitmq-3"] == {
+                "condition": "service_healthy", "required": False
+            }  # fmt: skip
