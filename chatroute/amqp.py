@@ -154,8 +154,8 @@ def declare_queue(
 
     RabbitMQ cannot change a queue's type in place: a queue of the other type already there
     (made before quorum queues, or under the other setting) is kept, with a warning, rather
-    than stopping the engine; docs/operations.md says how to move it. Any other refusal is
-    raised."""
+    than stopping the engine; the README's *Queue types* says how to move it. Any other
+    refusal is raised."""
     try:
         channel().queue_declare(name, durable=True, arguments=arguments(queue_type))
         return queue_type

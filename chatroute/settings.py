@@ -9,12 +9,12 @@ from pathlib import Path
 from chatroute.errors import SettingsError
 
 DEFAULT_DATABASE_URL = "sqlite:///chatroute.db"
-# The processes of a deployment. A forgotten database URL must stop them, not quietly open
-# ./chatroute.db: only replay, stats, report, history and queues keep the contract's default.
 # RabbitMQ's replicated queue type, and the one a single node that cannot run it keeps.
 QUORUM = "quorum"
 CLASSIC = "classic"
 QUEUE_TYPES = (QUORUM, CLASSIC)
+# The processes of a deployment. A forgotten database URL must stop them, not quietly open
+# ./chatroute.db: only replay, stats, report, history and queues keep the contract's default.
 DEPLOYED_COMMANDS = frozenset(
     {"gateway", "worker", "sweeper", "health", "migrate", "prune", "access"}
 )

@@ -60,7 +60,8 @@ class TypedRabbitmqBroker(RabbitmqBroker):
     from ``_ensure_queue``, which retries them on a closed channel: overriding those three is
     the narrowest change. Each declares through ``amqp.declare_queue``, with dramatiq's own
     arguments plus ``x-queue-type``, and so keeps a queue of the other type already there.
-    They follow dramatiq 2.x (pyproject pins the major version)."""
+    They follow dramatiq 2.x (pyproject pins the major version). Its ``parameters`` (a
+    cluster's nodes) are filtered at each read, see below."""
 
     def __init__(self, *, queue_type: str, **options: Any) -> None:
         super().__init__(**options)

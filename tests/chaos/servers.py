@@ -75,6 +75,19 @@ def missing() -> list[str]:
     return found
 
 
+def require(what: str) -> None:
+    """Skip the calling test when this machine lacks what private servers need; fail it in CI,
+    where the machine must have it."""
+    import pytest  # only for the tests that call this, not for ``python -m tests.chaos``
+
+    lacking = missing()
+    if lacking:
+        message = f"{what} needs {', '.join(lacking)}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def _pg_bin(name: str) -> str | None:
     candidates = sorted(DEBIAN_PG.glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
     return str(candidates[-1]) if candidates else shutil.which(name)

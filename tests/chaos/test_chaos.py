@@ -15,12 +15,7 @@ pytestmark = pytest.mark.services
 
 @pytest.mark.timeout(900)
 def test_the_short_chaos_run_loses_doubles_and_overbooks_nothing(tmp_path: Path) -> None:
-    lacking = servers.missing()
-    if lacking:
-        message = f"the chaos run needs {', '.join(lacking)}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    servers.require("the chaos run")
     # Given the pipeline on private servers, under traffic, while faults are injected
     seed = int(os.environ.get("CHATROUTE_CHAOS_SEED", "1"))
     outcome = run.run(run.SHORT, seed, tmp_path, print)

@@ -295,12 +295,18 @@ def lines(events: Iterable[dict[str, Any]]) -> list[bytes]:
 
 def received_times(database_url: str) -> dict[tuple[str, str], datetime]:
     """When the pipeline received each event it recorded, by (tenant, event id)."""
+    return inbox_by_event(database_url, "received_at")
+
+
+def inbox_by_event(database_url: str, column: str) -> dict[tuple[str, str], Any]:
+    """``column`` of each inbox row (``seq``: its place in arrival order), by (tenant, event
+    id)."""
     c = tables.inbox.c
     engine = db.make_engine(database_url)
     with engine.connect() as connection:
-        rows = connection.execute(select(c.tenant, c.event_id, c.received_at)).all()
+        rows = connection.execute(select(c.tenant, c.event_id, c[column])).all()
     engine.dispose()
-    return {(tenant, event_id): received for tenant, event_id, received in rows}
+    return {(tenant, event_id): value for tenant, event_id, value in rows}
 
 
 def stamped(

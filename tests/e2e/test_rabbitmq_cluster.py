@@ -6,40 +6,45 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from chatroute.amqp import GATEWAY_QUEUE
 from chatroute.settings import Settings
-from chatroute.store import db, tables
 from chatroute.tools.replay import replay
 from schemas.events import best_effort_identity
 from tests.chaos import servers
-from tests.e2e.harness import DecisionLog, Pipeline, lines, received_times, stamped, wait_until
-from tests.e2e.test_pipeline import check_slots, configuration, inbox_states, per_tenant
+from tests.e2e.harness import (
+    DecisionLog,
+    Pipeline,
+    inbox_by_event,
+    lines,
+    received_times,
+    stamped,
+    wait_until,
+)
+from tests.e2e.test_pipeline import (
+    TENANTS,
+    check_slots,
+    configuration,
+    inbox_states,
+    per_tenant,
+)
 from tests.e2e.test_queue_types import ENGINE_QUEUES
 
 pytestmark = pytest.mark.services
 
-TENANTS = ("alpha", "beta", "gamma")
 PHASES = 3  # before the stop, while the node is down, after it is back
 PER_PHASE = 40  # conversations per tenant and phase
 
 
 @pytest.fixture
 def cluster() -> Iterator[servers.RabbitCluster]:
-    lacking = servers.missing()
-    if lacking:
-        message = f"a private RabbitMQ cluster needs {', '.join(lacking)}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    servers.require("a private RabbitMQ cluster")
     root = Path(tempfile.mkdtemp(prefix="chatroute-cluster-"))
     root.chmod(0o755)  # the nodes' own user must reach their folders
     running = servers.RabbitCluster(root)
@@ -104,7 +109,7 @@ def test_a_node_stop_loses_nothing_and_decides_as_replay(
     # And each tenant's decisions are those of chatroute replay of its events, in the order
     # the engine received them (two publishers interleave)
     out = io.StringIO()
-    received = arrival_order(pg_url)
+    received = inbox_by_event(pg_url, "seq")
     in_order = sorted(published, key=lambda body: received[best_effort_identity(body)[:2]])
     replay(
         Settings(database_url=f"sqlite:///{tmp_path}/replay.db"),
@@ -113,15 +118,6 @@ def test_a_node_stop_loses_nothing_and_decides_as_replay(
     )
     replayed = [json.loads(line) for line in out.getvalue().splitlines()]
     assert per_tenant(decided) == per_tenant(replayed)
-
-
-def arrival_order(database_url: str) -> dict[tuple[str | None, str | None], int]:
-    c = tables.inbox.c
-    engine = db.make_engine(database_url)
-    with engine.connect() as connection:
-        rows = connection.execute(select(c.tenant, c.event_id, c.seq)).all()
-    engine.dispose()
-    return {(tenant, event_id): seq for tenant, event_id, seq in rows}
 
 
 def started(bodies: list[bytes]) -> set[str]:
