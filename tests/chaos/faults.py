@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chatroute.amqp import GATEWAY_QUEUE
 from tests.chaos.servers import Servers
 from tests.e2e.harness import Pipeline
 
@@ -22,6 +23,8 @@ KILL_SWEEPER = "kill sweeper"
 RESTART_RABBITMQ = "restart rabbitmq"
 RESTART_POSTGRES = "restart postgres"
 RESTART_REDIS = "restart redis"
+# On a cluster: the node leading chat.gateway (the intake's queue) stopped, then started.
+STOP_RABBITMQ_LEADER = "stop rabbitmq leader"
 KINDS = (
     KILL_WORKER,
     KILL_WORKER_PROCESS,
@@ -30,6 +33,7 @@ KINDS = (
     RESTART_RABBITMQ,
     RESTART_POSTGRES,
     RESTART_REDIS,
+    STOP_RABBITMQ_LEADER,
 )
 
 
@@ -97,7 +101,14 @@ class Injector:
             RESTART_POSTGRES: r.uniform(1, 3),
             RESTART_REDIS: r.uniform(0.2, 1),
         }
-        if kind in restarts:
+        if kind == STOP_RABBITMQ_LEADER:
+            node = self.servers.rabbit.leader(GATEWAY_QUEUE)
+            target = node.node.split("@")[0]
+            node.stop()
+            at = time.time()
+            time.sleep(r.uniform(2, 6))  # a new leader takes over meanwhile
+            node.start()
+        elif kind in restarts:
             target = kind.split()[-1]
             at = self.servers.restart(target, down_s=restarts[kind])
         elif kind == KILL_WORKER_PROCESS:

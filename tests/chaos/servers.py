@@ -213,7 +213,14 @@ class Rabbit:
         }
 
     def start(self) -> None:
+        self.launch()
+        self.wait()
+
+    def launch(self) -> None:
         _run("rabbitmq-server", "-detached", env=self._env())
+
+    def wait(self) -> None:
+        """Until the node accepts sessions (a cluster's node, once its peers answer too)."""
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if answers(self.port) and self._accepts_sessions():
@@ -265,6 +272,19 @@ class RabbitCluster:
             node.start()
         for node in self.nodes[1:]:
             node.join(self.nodes[0])
+
+    def restart(self, down_s: float) -> float:
+        """Stop every node, leave them down ``down_s``, start them all at once (a node that
+        was not the last to stop waits for its peers); returns when they went down."""
+        for node in self.nodes:
+            node.stop()
+        down = time.time()
+        time.sleep(down_s)
+        for node in reversed(self.nodes):
+            node.launch()
+        for node in self.nodes:
+            node.wait()
+        return down
 
     def running(self) -> list[Rabbit]:
         return [node for node in self.nodes if answers(node.port)]
@@ -338,11 +358,11 @@ class Redis:
 class Servers:
     """The three private servers, started together, each restartable on its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, rabbit_nodes: int = 1) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="chatroute-chaos-servers-"))
         self.root.chmod(0o755)  # the servers' own users must reach their directories
         self.postgres = Postgres(self.root, free_port())
-        self.rabbit = Rabbit(self.root, free_port(), free_port())
+        self.rabbit = RabbitCluster(self.root, rabbit_nodes)
         self.redis = Redis(self.root, free_port())
 
     def start(self) -> None:
@@ -350,9 +370,11 @@ class Servers:
             server.start()
 
     def restart(self, kind: str, down_s: float = 0.0) -> float:
-        """Stop ``kind`` (rabbitmq, postgres or redis), leave it down ``down_s``, start it;
-        returns when it went down (``time.time()``)."""
-        server = {"rabbitmq": self.rabbit, "postgres": self.postgres, "redis": self.redis}[kind]
+        """Stop ``kind`` (rabbitmq: every node, postgres or redis), leave it down ``down_s``,
+        start it; returns when it went down (``time.time()``)."""
+        if kind == "rabbitmq":
+            return self.rabbit.restart(down_s)
+        server = {"postgres": self.postgres, "redis": self.redis}[kind]
         server.stop()
         down = time.time()
         time.sleep(down_s)
