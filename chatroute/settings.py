@@ -29,8 +29,10 @@ class Settings:
     database_configured: bool = True
     # None selects the in-process broker (the embedded default).
     amqp_url: str | None = None
-    # The type of every queue the engine and dramatiq declare (``QUEUE_TYPES``).
-    queue_type: str = QUORUM
+    # The type of every queue the engine and dramatiq declare (``QUEUE_TYPES``). Classic by
+    # default: a quorum chat.gateway let a tenant's events be taken in out of order after a
+    # gateway or node was lost (README, *Queue types*).
+    queue_type: str = CLASSIC
     redis_url: str | None = None
     unknown_retry_s: float = 30.0
     batch_size: int = 200
@@ -101,7 +103,7 @@ class Settings:
 
 
 def _queue_type(env: dict[str, str]) -> str:
-    queue_type = env.get("CHATROUTE_QUEUE_TYPE") or QUORUM
+    queue_type = env.get("CHATROUTE_QUEUE_TYPE") or CLASSIC
     if queue_type not in QUEUE_TYPES:
         raise SettingsError(
             f"CHATROUTE_QUEUE_TYPE={queue_type!r}: expected one of {', '.join(QUEUE_TYPES)}"

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from chatroute import bootstrap
 from chatroute.amqp import DECISIONS_EXCHANGE, REJECTED_QUEUE, connect
 from chatroute.errors import reason_kind
-from chatroute.settings import Settings
+from chatroute.settings import CLASSIC, QUORUM, Settings
 from chatroute.stats import Window, rows
 from chatroute.store import db, figures, tables
 from tests.chaos import checks, faults
@@ -132,6 +132,8 @@ class _Run:
             "CHATROUTE_REDIS_URL": servers.redis.url,
             "CHATROUTE_UNKNOWN_RETRY_S": str(UNKNOWN_RETRY_S),
         }
+        if size.rabbit_nodes > 1:  # replicated: classic queues would be down with their node
+            self.pipeline.env["CHATROUTE_QUEUE_TYPE"] = QUORUM
         self.rt = bootstrap.build(Settings(database_url=servers.postgres.url))
         self.engine = self.rt.engine
         self.exits: list[str] = []
@@ -140,7 +142,11 @@ class _Run:
     # ------------------------------------------------------------ the run
 
     def go(self) -> Outcome:
-        log = DecisionLog(self.servers.rabbit.url, queue=DECISION_QUEUE)
+        log = DecisionLog(
+            self.servers.rabbit.url,
+            queue=DECISION_QUEUE,
+            queue_type=self.pipeline.env.get("CHATROUTE_QUEUE_TYPE", CLASSIC),
+        )
         self._start_pipeline()
         canary = Canary(self.servers.rabbit.url, "probe")
         try:

@@ -22,9 +22,10 @@ from typing import Any
 import pika
 from sqlalchemy import select
 
+from chatroute import amqp
 from chatroute.amqp import DECISIONS_EXCHANGE, connect
 from chatroute.publish import publish_bodies
-from chatroute.settings import Settings
+from chatroute.settings import CLASSIC, Settings
 from chatroute.store import db, tables
 from schemas.events import best_effort_identity
 from tests.builders import Events
@@ -57,9 +58,10 @@ class DecisionLog:
     message redelivered after a lost acknowledgement is recorded again, as any consumer sees it.
     """
 
-    def __init__(self, amqp_url: str, queue: str | None = None) -> None:
+    def __init__(self, amqp_url: str, queue: str | None = None, queue_type: str = CLASSIC) -> None:
         self.amqp_url = amqp_url
         self.queue = queue
+        self.queue_type = queue_type  # of ``queue``: quorum on a cluster, to outlive a node
         self.decisions: list[dict[str, Any]] = []
         self.arrived: list[float] = []  # time.time() of each decision's arrival
         self._stop = threading.Event()
@@ -86,8 +88,7 @@ class DecisionLog:
         if self.queue is None:
             queue = channel.queue_declare("", exclusive=True).method.queue
         else:
-            # quorum: on a cluster it outlives the node it was declared on
-            arguments = {"x-queue-type": "quorum"}
+            arguments = amqp.typed(self.queue_type, {})
             queue = channel.queue_declare(
                 self.queue, durable=True, arguments=arguments
             ).method.queue

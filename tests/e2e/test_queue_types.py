@@ -1,5 +1,5 @@
-"""Queue types on the real RabbitMQ: every queue of the engine and of dramatiq is a quorum queue
-by default, classic under ``CHATROUTE_QUEUE_TYPE=classic``, and a queue of the other type
+"""Queue types on the real RabbitMQ: every queue of the engine and of dramatiq is a classic queue
+by default, a quorum queue under ``CHATROUTE_QUEUE_TYPE=quorum``, and a queue of the other type
 already there is kept (with a warning) so that an upgrade does not stop the engine."""
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ def two_shops() -> list[bytes]:
 def test_the_pipeline_declares_every_queue_of_its_type(
     pg_url: str, vhost, tmp_path: Path, queue_type: str
 ) -> None:
-    # Given a pipeline on a fresh vhost, with the queue type set (quorum is the default)
+    # Given a pipeline on a fresh vhost, with the queue type set (classic is the default)
     pipeline = Pipeline(pg_url, vhost.url, tmp_path, processes=1, threads=1)
-    if queue_type == CLASSIC:
-        pipeline.env["CHATROUTE_QUEUE_TYPE"] = CLASSIC
+    if queue_type == QUORUM:
+        pipeline.env["CHATROUTE_QUEUE_TYPE"] = QUORUM
     with running(pipeline, vhost.url) as log:
         # When two shops' conversations and one bad event go through it
         pipeline.publish([*two_shops(), b'{"not": "an event"}'])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from chatroute.amqp import GATEWAY_QUEUE
-from chatroute.settings import Settings
+from chatroute.settings import QUORUM, Settings
 from chatroute.tools.replay import replay
 from schemas.events import best_effort_identity
 from tests.chaos import servers
@@ -73,7 +73,8 @@ def test_a_node_stop_loses_nothing_and_decides_as_replay(
 ) -> None:
     # Given the engine on the cluster, given every node's URL, with three tenants configured
     pipeline = Pipeline(pg_url, cluster.url, tmp_path, processes=2, threads=2)
-    log = DecisionLog(cluster.url, queue="test.decisions")
+    pipeline.env["CHATROUTE_QUEUE_TYPE"] = QUORUM
+    log = DecisionLog(cluster.url, queue="test.decisions", queue_type=QUORUM)
     setup = lines([line for t in TENANTS for line in configuration(t).lines])
     published = list(setup)
     pipeline.start()

@@ -64,8 +64,8 @@ def test_the_embedded_default_serves_the_tools_but_no_deployed_process() -> None
     assert configured.require_database("worker") is configured
 
 
-def test_queues_are_quorum_queues_unless_set_classic() -> None:
-    assert Settings.from_env({}).queue_type == "quorum"
-    assert Settings.from_env({"CHATROUTE_QUEUE_TYPE": "classic"}).queue_type == "classic"
+def test_queues_are_classic_queues_unless_set_quorum() -> None:
+    assert Settings.from_env({}).queue_type == "classic"
+    assert Settings.from_env({"CHATROUTE_QUEUE_TYPE": "quorum"}).queue_type == "quorum"
     with pytest.raises(SettingsError, match="CHATROUTE_QUEUE_TYPE='lazy': expected one of quorum"):
         Settings.from_env({"CHATROUTE_QUEUE_TYPE": "lazy"})
