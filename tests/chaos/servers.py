@@ -289,18 +289,20 @@ class RabbitCluster:
     def running(self) -> list[Rabbit]:
         return [node for node in self.nodes if answers(node.port)]
 
-    def leader(self, queue: str, vhost: str = "/") -> Rabbit:
-        """The node that leads quorum queue ``queue`` now."""
+    def queues(self, item: str, vhost: str = "/") -> dict[str, str]:
+        """``item`` (a ``list_queues`` column: type, leader, members...) of each queue."""
         listed = self.running()[0].ctl("list_queues", "-p", vhost, "--no-table-headers",
-                                       "name", "leader")  # fmt: skip
-        leaders = dict(line.split("\t") for line in listed.splitlines() if "\t" in line)
-        return next(node for node in self.nodes if node.node == leaders[queue].strip())
+                                       "name", item)  # fmt: skip
+        rows = (line.split("\t", 1) for line in listed.splitlines() if "\t" in line)
+        return {name: value.strip() for name, value in rows}
 
-    def members(self, queue: str, vhost: str = "/") -> int:
-        listed = self.running()[0].ctl("list_queues", "-p", vhost, "--no-table-headers",
-                                       "name", "members")  # fmt: skip
-        line = next(line for line in listed.splitlines() if line.split("\t")[0] == queue)
-        return line.count("@")
+    def leader(self, queue: str) -> Rabbit:
+        """The node that leads quorum queue ``queue`` now."""
+        leader = self.queues("leader")[queue]
+        return next(node for node in self.nodes if node.node == leader)
+
+    def members(self, queue: str) -> int:
+        return self.queues("members")[queue].count("@")
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -80,7 +80,7 @@ def test_a_node_stop_loses_nothing_and_decides_as_replay(
     pipeline.start()
     try:
         pipeline.publish(setup)
-        wait_until(lambda: set(queue_names(cluster)) >= ENGINE_QUEUES, 60, "the engine's queues")
+        wait_until(lambda: set(cluster.queues("type")) >= ENGINE_QUEUES, 60, "the engine's queues")
         # Then each of its queues has a replica on every node
         assert {name: cluster.members(name) for name in ENGINE_QUEUES} == dict.fromkeys(
             ENGINE_QUEUES, 3
@@ -130,8 +130,3 @@ def started(bodies: list[bytes]) -> set[str]:
 def answered(log: DecisionLog, published: list[bytes]) -> bool:
     """Every conversation started in ``published`` was assigned or queued."""
     return started(published) <= {d["causationid"] for d in log.decisions}
-
-
-def queue_names(cluster: servers.RabbitCluster) -> list[str]:
-    listed = cluster.running()[0].ctl("list_queues", "--no-table-headers", "name")
-    return [line.strip() for line in listed.splitlines() if line.strip()]
